@@ -1,0 +1,75 @@
+"""fastloop: a fast asyncio event loop written in C on libev.
+
+    fastloop.run(main())
+    asyncio.run(main(), loop_factory=fastloop.new_event_loop)   # 3.12+
+    python -m fastloop app.py
+"""
+import asyncio as _asyncio
+import os as _os
+import sys as _sys
+
+from . import _core, _helpers
+from ._loop import Loop
+
+__all__ = ("Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
+           "Handle", "TimerHandle")
+__version__ = "0.1.0"
+
+Handle = _core.Handle
+TimerHandle = _core.TimerHandle
+
+_core._set_helpers(
+    handle_repr=_helpers.handle_repr,
+    callback_error=_helpers.callback_error,
+    slow_callback=_helpers.slow_callback,
+    extract_stack=_helpers.extract_stack,
+    check_callback=_helpers.check_callback,
+)
+# A forked child gets fresh kernel state (epoll, eventfd) for its loops, so
+# closing or running an inherited loop never touches the parent's.
+_os.register_at_fork(after_in_child=_core._after_fork_in_child)
+
+
+def new_event_loop():
+    """Return a new fastloop event loop."""
+    return Loop()
+
+
+def run(main, *, debug=None, **kwargs):
+    """Run a coroutine on a new fastloop loop, as asyncio.run() does."""
+    if _sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop,
+                            **kwargs)
+    if kwargs:
+        raise TypeError(f"run() got unexpected keyword arguments {sorted(kwargs)}")
+    if _sys.version_info >= (3, 11):
+        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    from ._runner import run_310
+    return run_310(main, debug=debug)
+
+
+def __getattr__(name):
+    # Created on first use: merely importing fastloop must not touch the
+    # policy machinery, which warns on newer Pythons.
+    if name == "EventLoopPolicy":
+        from ._policy import EventLoopPolicy
+        globals()["EventLoopPolicy"] = EventLoopPolicy
+        return EventLoopPolicy
+    raise AttributeError(f"module 'fastloop' has no attribute {name!r}")
+
+
+def install():
+    """Make fastloop the default loop through the event loop policy.
+
+    Deprecated on 3.12+: prefer fastloop.run() or loop_factory=.
+    """
+    if _sys.version_info >= (3, 12):
+        import warnings
+        warnings.warn(
+            "fastloop.install() is deprecated with asyncio's policy system; "
+            "use fastloop.run(main()) or "
+            "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
+            DeprecationWarning, stacklevel=2)
+    from ._policy import set_policy
+    set_policy()

@@ -1,0 +1,63 @@
+"""Cold paths the C core calls back into: reprs, error reports, debug aids.
+
+They run only when something is printed, fails, or debug mode is on, so they
+stay in Python and reuse asyncio's own formatting, which keeps fastloop's
+messages identical to asyncio's on every Python version.
+"""
+import inspect
+import sys
+from asyncio import base_events, format_helpers
+from asyncio.log import logger
+
+_SOURCE_TAKES_DEBUG = "debug" in inspect.signature(
+    format_helpers._format_callback_source).parameters
+
+
+def callback_source(callback, args, debug):
+    if _SOURCE_TAKES_DEBUG:
+        return format_helpers._format_callback_source(callback, args, debug=debug)
+    return format_helpers._format_callback_source(callback, args)
+
+
+def handle_repr(handle):
+    info = [type(handle).__name__]
+    if handle._cancelled:
+        info.append("cancelled")
+    if hasattr(handle, "_when"):
+        info.append(f"when={handle._when}")
+    if handle._callback is not None:
+        info.append(callback_source(handle._callback, handle._args,
+                                    handle._loop.get_debug()))
+    if handle._source_traceback:
+        frame = handle._source_traceback[-1]
+        info.append(f"created at {frame[0]}:{frame[1]}")
+    return "<{}>".format(" ".join(info))
+
+
+def callback_error(handle, exc):
+    source = callback_source(handle._callback, handle._args,
+                             handle._loop.get_debug())
+    context = {
+        "message": f"Exception in callback {source}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
+
+
+def slow_callback(handle, seconds):
+    logger.warning("Executing %s took %.3f seconds",
+                   base_events._format_handle(handle), seconds)
+
+
+def extract_stack():
+    # Frame 0 is this helper; 1 is the code that called into the loop
+    # (the C method in between has no Python frame).
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def check_callback(callback, method):
+    # asyncio's check only reads its arguments, never the loop.
+    base_events.BaseEventLoop._check_callback(None, callback, method)

@@ -1,0 +1,25 @@
+"""fastloop.EventLoopPolicy, for code that still goes through policies."""
+import asyncio
+import warnings
+
+from ._loop import Loop
+
+_Base = getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
+    getattr(asyncio.events, "_BaseDefaultEventLoopPolicy")
+
+
+class EventLoopPolicy(_Base):
+    """A policy whose new_event_loop() returns a fastloop.Loop."""
+
+    _loop_factory = Loop
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+def set_policy():
+    """Install EventLoopPolicy without the policy system's own deprecation
+    warnings (3.14 deprecates set_event_loop_policy itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(EventLoopPolicy())

@@ -1,0 +1,34 @@
+"""Loop methods fastloop does not implement yet.
+
+Each raises NotImplementedError naming the method, instead of asyncio's bare
+abstract one, so a user sees at once what is missing. The README lists them;
+they land with the network and subprocess issues.
+"""
+
+_ASYNC_METHODS = (
+    "create_connection", "create_server", "sendfile", "start_tls",
+    "create_unix_connection", "create_unix_server", "connect_accepted_socket",
+    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+    "subprocess_shell", "subprocess_exec",
+    "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
+    "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
+    "sock_sendfile",
+)
+
+
+def _not_implemented(name):
+    async def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"fastloop does not implement loop.{name}() yet; "
+            f"see 'Not implemented yet' in fastloop's README")
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class NetworkStubs:
+    """Mixin: the not-yet-implemented network, pipe and subprocess methods."""
+
+
+for _name in _ASYNC_METHODS:
+    setattr(NetworkStubs, _name, _not_implemented(_name))
+del _name

@@ -1,0 +1,63 @@
+/* CPython 3.10-3.13 differences, in one place. */
+#ifndef FL_COMPAT_H
+#define FL_COMPAT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+#error "fastloop needs CPython 3.10 or newer"
+#endif
+
+/* Py_NewRef / Py_XNewRef exist from 3.10 on. */
+
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.13 added PyObject_GetOptionalAttr; before it, emulate with the 3.10 API. */
+static inline int
+fl_get_optional_attr(PyObject *obj, PyObject *name, PyObject **result)
+{
+    *result = PyObject_GetAttr(obj, name);
+    if (*result != NULL) {
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+#else
+#define fl_get_optional_attr PyObject_GetOptionalAttr
+#endif
+
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.12 added PyErr_GetRaisedException / PyErr_SetRaisedException. */
+static inline PyObject *
+fl_err_get_raised(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static inline void
+fl_err_set_raised(PyObject *exc)
+{
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+}
+#else
+#define fl_err_get_raised PyErr_GetRaisedException
+#define fl_err_set_raised PyErr_SetRaisedException
+#endif
+
+#endif /* FL_COMPAT_H */

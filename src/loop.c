@@ -1,0 +1,787 @@
+#include "loop.h"
+#include "handle.h"
+#include <structmember.h>
+#include <time.h>
+
+/* asyncio's cap on one poll's timeout (base_events.MAXIMUM_SELECT_TIMEOUT). */
+#define FL_MAX_POLL_TIMEOUT (24.0 * 3600.0)
+
+double
+fl_loop_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- libev glue ---- */
+
+/* A failed epoll_wait and the like. libev retries when this returns, so we
+   note the error and the run loop raises it as OSError: a loop that
+   cannot poll must fail loudly, never abort() the process. */
+static _Thread_local int fl_syserr_errno;
+static _Thread_local const char *fl_syserr_msg;
+
+static void
+fl_syserr_cb(const char *msg) EV_NOEXCEPT
+{
+    fl_syserr_errno = errno ? errno : EIO;
+    fl_syserr_msg = msg;
+}
+
+static int
+raise_pending_syserr(void)
+{
+    if (fl_syserr_msg == NULL) {
+        return 0;
+    }
+    errno = fl_syserr_errno;
+    PyErr_SetFromErrnoWithFilename(PyExc_OSError, fl_syserr_msg);
+    fl_syserr_msg = NULL;
+    return -1;
+}
+
+/* The GIL is released only around a poll that may sleep: libev calls these
+   for every poll, including the non-blocking ones. */
+static void
+release_gil(struct ev_loop *ev) EV_NOEXCEPT
+{
+    FlLoop *self = ev_userdata(ev);
+    if (self->poll_may_block) {
+        self->released_tstate = PyEval_SaveThread();
+    }
+}
+
+static void
+acquire_gil(struct ev_loop *ev) EV_NOEXCEPT
+{
+    FlLoop *self = ev_userdata(ev);
+    if (self->released_tstate != NULL) {
+        PyThreadState *ts = self->released_tstate;
+        self->released_tstate = NULL;
+        PyEval_RestoreThread(ts);
+    }
+}
+
+static void
+wakeup_cb(struct ev_loop *ev, ev_async *w, int revents)
+{
+    /* Nothing to do: waking the poll is the point. */
+}
+
+static void
+poll_timeout_cb(struct ev_loop *ev, ev_timer *w, int revents)
+{
+}
+
+/* ---- checks shared by the methods ---- */
+
+int
+fl_loop_check_closed(FlLoop *self)
+{
+    if (self->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+int
+fl_loop_check_thread(FlLoop *self)
+{
+    if (self->running && PyThread_get_thread_ident() != self->thread_ident) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop "
+                        "other than the current one");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_callback(FlLoop *self, PyObject *callback, const char *method)
+{
+    PyObject *helper = self->state->helper_check_callback;
+    if (helper == NULL) {
+        return 0;
+    }
+    PyObject *name = PyUnicode_FromString(method);
+    if (name == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(helper, callback, name, NULL);
+    Py_DECREF(name);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+void
+fl_loop_timer_cancelled(FlLoop *self, FlTimerHandle *timer)
+{
+    if (timer->scheduled) {
+        self->timers.cancelled++;
+    }
+}
+
+/* call_soon(callback, *args, context=None) and friends: the only keyword. */
+static int
+parse_context_kw(PyObject *const *kwvalues, PyObject *kwnames,
+                 const char *method, PyObject **context)
+{
+    *context = NULL;
+    if (kwnames == NULL) {
+        return 0;
+    }
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_Check(key)
+                || PyUnicode_CompareWithASCIIString(key, "context") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%S'",
+                         method, key);
+            return -1;
+        }
+        *context = kwvalues[i];
+    }
+    return 0;
+}
+
+static int
+require_callback_arg(Py_ssize_t nargs, Py_ssize_t needed, const char *method,
+                     const char *names)
+{
+    if (nargs < needed) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing required positional argument(s): %s",
+                     method, names);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- scheduling ---- */
+
+static PyObject *
+schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *context)
+{
+    FlHandle *h = fl_handle_new(self, self->state->handle_type, args[0],
+                                args + 1, nargs - 1, context);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (fl_ready_push(&self->ready, fl_handle_run_entry, (PyObject *)h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+loop_call_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+               PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context_kw(args + nargs, kwnames, "call_soon", &context) < 0
+            || require_callback_arg(nargs, 1, "call_soon", "'callback'") < 0
+            || fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug && (fl_loop_check_thread(self) < 0
+                        || check_callback(self, args[0], "call_soon") < 0)) {
+        return NULL;
+    }
+    return schedule_soon(self, args, nargs, context);
+}
+
+static PyObject *
+loop_call_soon_threadsafe(FlLoop *self, PyObject *const *args,
+                          Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context_kw(args + nargs, kwnames, "call_soon_threadsafe",
+                         &context) < 0
+            || require_callback_arg(nargs, 1, "call_soon_threadsafe",
+                                    "'callback'") < 0
+            || fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug
+            && check_callback(self, args[0], "call_soon_threadsafe") < 0) {
+        return NULL;
+    }
+    PyObject *h = schedule_soon(self, args, nargs, context);
+    if (h != NULL) {
+        ev_async_send(self->ev, &self->wakeup);
+    }
+    return h;
+}
+
+static PyObject *
+schedule_at(FlLoop *self, double when, PyObject *const *args,
+            Py_ssize_t nargs, PyObject *context)
+{
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug && (fl_loop_check_thread(self) < 0
+                        || check_callback(self, args[0], "call_at") < 0)) {
+        return NULL;
+    }
+    FlTimerHandle *t = (FlTimerHandle *)fl_handle_new(
+        self, self->state->timer_handle_type, args[0], args + 1, nargs - 1,
+        context);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->when = when;
+    t->seq = self->timer_seq++;
+    if (fl_timers_push(&self->timers, t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static PyObject *
+loop_call_later(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+                PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context_kw(args + nargs, kwnames, "call_later", &context) < 0
+            || require_callback_arg(nargs, 2, "call_later",
+                                    "'delay' and 'callback'") < 0) {
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return NULL;
+    }
+    double delay = PyFloat_AsDouble(args[0]);
+    if (delay == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_at(self, fl_loop_time() + delay, args + 1, nargs - 1,
+                       context);
+}
+
+static PyObject *
+loop_call_at(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+             PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *context;
+    if (parse_context_kw(args + nargs, kwnames, "call_at", &context) < 0
+            || require_callback_arg(nargs, 2, "call_at",
+                                    "'when' and 'callback'") < 0) {
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(args[0]);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_at(self, when, args + 1, nargs - 1, context);
+}
+
+static PyObject *
+loop_timer_handle_cancelled(FlLoop *self, PyObject *handle)
+{
+    if (Py_TYPE(handle) == self->state->timer_handle_type) {
+        fl_loop_timer_cancelled(self, (FlTimerHandle *)handle);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Queues an existing Handle (signal handlers, I/O), skipping cancelled ones. */
+static PyObject *
+loop_add_callback(FlLoop *self, PyObject *handle)
+{
+    if (!PyObject_TypeCheck(handle, self->state->handle_type)) {
+        PyErr_SetString(PyExc_TypeError, "a fastloop Handle is required");
+        return NULL;
+    }
+    if (!((FlHandle *)handle)->cancelled
+            && fl_ready_push(&self->ready, fl_handle_run_entry, handle) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- the run loop ---- */
+
+static void
+poll_io(FlLoop *self, int may_block, double timeout)
+{
+    if (!may_block) {
+        ev_run(self->ev, EVRUN_NOWAIT);
+        return;
+    }
+    if (timeout >= 0) {
+        /* libev counts a relative timer from its cached clock: refresh it. */
+        ev_now_update(self->ev);
+        ev_timer_set(&self->poll_timeout, timeout, 0.0);
+        ev_timer_start(self->ev, &self->poll_timeout);
+    }
+    self->poll_may_block = 1;
+    ev_run(self->ev, EVRUN_ONCE);
+    self->poll_may_block = 0;
+    if (timeout >= 0) {
+        ev_timer_stop(self->ev, &self->poll_timeout);
+    }
+}
+
+/* Moves the timers that are due to the ready queue. */
+static int
+collect_due_timers(FlLoop *self)
+{
+    if (self->timers.count == 0) {
+        return 0;
+    }
+    double end = fl_loop_time() + self->clock_resolution;
+    FlTimerHandle *t;
+    while ((t = fl_timers_peek(&self->timers)) != NULL && t->when < end) {
+        t = fl_timers_pop(&self->timers);
+        int r = t->base.cancelled ? 0 : fl_ready_push(
+            &self->ready, fl_handle_run_entry, (PyObject *)t);
+        Py_DECREF(t);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+run_entry_debug(FlLoop *self, fl_ready_item item)
+{
+    Py_XSETREF(self->current_handle, Py_NewRef(item.arg));
+    double t0 = fl_loop_time();
+    int r = item.fn(self, item.arg);
+    double dt = fl_loop_time() - t0;
+    Py_CLEAR(self->current_handle);
+    if (r == 0 && dt >= self->slow_callback_duration
+            && self->state->helper_slow_callback != NULL) {
+        PyObject *secs = PyFloat_FromDouble(dt);
+        PyObject *res = secs ? PyObject_CallFunctionObjArgs(
+            self->state->helper_slow_callback, item.arg, secs, NULL) : NULL;
+        Py_XDECREF(secs);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return r;
+}
+
+static int
+run_ready(FlLoop *self)
+{
+    /* Only what is ready now: callbacks scheduled by these run next time,
+       after another poll. */
+    size_t ntodo = self->ready.count;
+    while (ntodo-- && self->ready.count) {
+        fl_ready_item item = fl_ready_pop(&self->ready);
+        int r = self->debug ? run_entry_debug(self, item)
+                            : item.fn(self, item.arg);
+        Py_DECREF(item.arg);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+run_once(FlLoop *self)
+{
+    fl_timers_prune(&self->timers);
+
+    int may_block = !(self->ready.count || self->stopping);
+    double timeout = -1.0;              /* sleep until an event */
+    FlTimerHandle *next = fl_timers_peek(&self->timers);
+    if (may_block && next != NULL) {
+        timeout = next->when - fl_loop_time();
+        if (timeout <= 0) {
+            may_block = 0;
+        }
+        else if (timeout > FL_MAX_POLL_TIMEOUT) {
+            timeout = FL_MAX_POLL_TIMEOUT;
+        }
+    }
+    poll_io(self, may_block, timeout);
+    if (raise_pending_syserr() < 0) {
+        return -1;
+    }
+    /* Python-level signal handlers (KeyboardInterrupt, asyncio.Runner's
+       SIGINT handler) run here, promptly even after a long sleep. */
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    if (collect_due_timers(self) < 0) {
+        return -1;
+    }
+    return run_ready(self);
+}
+
+static PyObject *
+loop_run(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    for (;;) {
+        if (run_once(self) < 0) {
+            return NULL;
+        }
+        if (self->stopping || self->closed) {
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_stop(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    self->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_is_running(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->running);
+}
+
+static PyObject *
+loop_is_closed(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+loop_time(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(fl_loop_time());
+}
+
+static PyObject *
+loop_get_debug(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *
+loop_py_check_closed(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_py_check_thread(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (fl_loop_check_thread(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_write_to_self(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->ev != NULL) {
+        ev_async_send(self->ev, &self->wakeup);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- lifetime ---- */
+
+static void
+link_open(FlLoop *self)
+{
+    fl_state *st = self->state;
+    self->prev_open = NULL;
+    self->next_open = st->open_loops;
+    if (st->open_loops) {
+        st->open_loops->prev_open = self;
+    }
+    st->open_loops = self;
+}
+
+static void
+unlink_open(FlLoop *self)
+{
+    fl_state *st = self->state;
+    if (self->prev_open) {
+        self->prev_open->next_open = self->next_open;
+    }
+    else if (st->open_loops == self) {
+        st->open_loops = self->next_open;
+    }
+    if (self->next_open) {
+        self->next_open->prev_open = self->prev_open;
+    }
+    self->next_open = self->prev_open = NULL;
+}
+
+static void
+destroy_ev(FlLoop *self)
+{
+    if (self->ev == NULL) {
+        return;
+    }
+    fl_io_clear(self);
+    ev_async_stop(self->ev, &self->wakeup);
+    ev_timer_stop(self->ev, &self->poll_timeout);
+    ev_loop_destroy(self->ev);
+    self->ev = NULL;
+    unlink_open(self);
+}
+
+void
+fl_loops_after_fork(fl_state *state)
+{
+    for (FlLoop *l = state->open_loops; l != NULL; l = l->next_open) {
+        if (l->ev != NULL) {
+            ev_loop_fork(l->ev);
+        }
+    }
+}
+
+static PyObject *
+loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    FlLoop *self = (FlLoop *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->state = fl_state_from_type(type);
+    if (self->state == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    /* Never the default loop: it would take over SIGCHLD. */
+    self->ev = ev_loop_new(EVFLAG_NOENV | EVFLAG_NOSIGMASK);
+    if (self->ev == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_OSError, "libev could not create an event loop");
+        return NULL;
+    }
+    ev_set_userdata(self->ev, self);
+    ev_set_loop_release_cb(self->ev, release_gil, acquire_gil);
+    ev_async_init(&self->wakeup, wakeup_cb);
+    ev_async_start(self->ev, &self->wakeup);
+    ev_timer_init(&self->poll_timeout, poll_timeout_cb, 0.0, 0.0);
+    self->slow_callback_duration = 0.1;
+    self->clock_resolution = 1e-9;
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC, &res) == 0) {
+        self->clock_resolution = (double)res.tv_sec + (double)res.tv_nsec * 1e-9;
+    }
+    link_open(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+loop_close_core(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot close a running event loop");
+        return NULL;
+    }
+    if (self->closed) {
+        Py_RETURN_NONE;
+    }
+    self->closed = 1;
+    fl_ready_clear(&self->ready);
+    fl_timers_clear(&self->timers);
+    destroy_ev(self);
+    Py_RETURN_NONE;
+}
+
+static int
+loop_traverse(FlLoop *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->current_handle);
+    if (fl_ready_traverse(&self->ready, visit, arg) < 0
+            || fl_timers_traverse(&self->timers, visit, arg) < 0
+            || fl_io_traverse(&self->fds, visit, arg) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+loop_clear(FlLoop *self)
+{
+    Py_CLEAR(self->current_handle);
+    fl_ready_clear(&self->ready);
+    fl_timers_clear(&self->timers);
+    if (self->ev != NULL && !self->running) {
+        fl_io_clear(self);
+    }
+    return 0;
+}
+
+static void
+loop_dealloc(FlLoop *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    loop_clear(self);
+    destroy_ev(self);
+    fl_ready_free(&self->ready);
+    fl_timers_free(&self->timers);
+    PyMem_Free(self->fds.by_fd);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* ---- attributes ---- */
+
+static PyObject *
+loop_get_thread_id(FlLoop *self, void *closure)
+{
+    if (!self->running) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(self->thread_ident);
+}
+
+/* Set by run_forever's set-up (thread ident) and clean-up (None). */
+static int
+loop_set_thread_id(FlLoop *self, PyObject *value, void *closure)
+{
+    if (value == NULL || value == Py_None) {
+        self->running = 0;
+        return 0;
+    }
+    unsigned long ident = PyLong_AsUnsignedLong(value);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->thread_ident = ident;
+    self->running = 1;
+    return 0;
+}
+
+static PyObject *
+loop_get_ready_count(FlLoop *self, void *closure)
+{
+    return PyLong_FromSize_t(self->ready.count);
+}
+
+static PyObject *
+loop_get_timer_count(FlLoop *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->timers.count);
+}
+
+static PyObject *
+loop_get_current_handle(FlLoop *self, void *closure)
+{
+    return Py_NewRef(self->current_handle ? self->current_handle : Py_None);
+}
+
+static PyObject *
+io_add_reader(FlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return fl_io_add_reader(self, args, nargs, NULL);
+}
+
+static PyObject *
+io_add_writer(FlLoop *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return fl_io_add_writer(self, args, nargs, NULL);
+}
+
+static PyMethodDef loop_methods[] = {
+    {"time", (PyCFunction)loop_time, METH_NOARGS, NULL},
+    {"call_soon", (PyCFunction)(void (*)(void))loop_call_soon,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))loop_call_soon_threadsafe,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"call_later", (PyCFunction)(void (*)(void))loop_call_later,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"call_at", (PyCFunction)(void (*)(void))loop_call_at,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"add_reader", (PyCFunction)(void (*)(void))io_add_reader, METH_FASTCALL, NULL},
+    {"add_writer", (PyCFunction)(void (*)(void))io_add_writer, METH_FASTCALL, NULL},
+    {"remove_reader", (PyCFunction)fl_io_remove_reader, METH_O, NULL},
+    {"remove_writer", (PyCFunction)fl_io_remove_writer, METH_O, NULL},
+    {"stop", (PyCFunction)loop_stop, METH_NOARGS, NULL},
+    {"is_running", (PyCFunction)loop_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)loop_is_closed, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)loop_get_debug, METH_NOARGS, NULL},
+    {"_run", (PyCFunction)loop_run, METH_NOARGS,
+     "Run iterations until stop(); run_forever() does the set-up around it."},
+    {"_close_core", (PyCFunction)loop_close_core, METH_NOARGS, NULL},
+    {"_check_closed", (PyCFunction)loop_py_check_closed, METH_NOARGS, NULL},
+    {"_check_thread", (PyCFunction)loop_py_check_thread, METH_NOARGS, NULL},
+    {"_timer_handle_cancelled", (PyCFunction)loop_timer_handle_cancelled, METH_O, NULL},
+    {"_add_callback", (PyCFunction)loop_add_callback, METH_O, NULL},
+    {"_write_to_self", (PyCFunction)loop_write_to_self, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef loop_members[] = {
+    {"slow_callback_duration", T_DOUBLE, offsetof(FlLoop, slow_callback_duration), 0},
+    {"_clock_resolution", T_DOUBLE, offsetof(FlLoop, clock_resolution), READONLY},
+    {"_stopping", T_BOOL, offsetof(FlLoop, stopping), 0},
+    {"_debug", T_BOOL, offsetof(FlLoop, debug), 0},
+    {"_closed", T_BOOL, offsetof(FlLoop, closed), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlLoop, weakreflist), READONLY},
+    {NULL},
+};
+
+static PyGetSetDef loop_getset[] = {
+    {"_thread_id", (getter)loop_get_thread_id, (setter)loop_set_thread_id, NULL, NULL},
+    {"_ready_count", (getter)loop_get_ready_count, NULL, NULL, NULL},
+    {"_timer_count", (getter)loop_get_timer_count, NULL, NULL, NULL},
+    {"_current_handle", (getter)loop_get_current_handle, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyType_Slot loop_slots[] = {
+    {Py_tp_new, loop_new},
+    {Py_tp_dealloc, loop_dealloc},
+    {Py_tp_traverse, loop_traverse},
+    {Py_tp_clear, loop_clear},
+    {Py_tp_methods, loop_methods},
+    {Py_tp_members, loop_members},
+    {Py_tp_getset, loop_getset},
+    {Py_tp_doc, "The C core of fastloop.Loop: ready queue, timers, fd watchers, run loop."},
+    {0, NULL},
+};
+
+PyType_Spec fl_loop_spec = {
+    .name = "fastloop._core.LoopCore",
+    .basicsize = sizeof(FlLoop),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = loop_slots,
+};
+
+void
+fl_loop_install_syserr_cb(void)
+{
+    ev_set_syserr_cb(fl_syserr_cb);
+}

@@ -1,0 +1,54 @@
+/* FlLoop: the C base of fastloop.Loop. */
+#ifndef FL_LOOP_H
+#define FL_LOOP_H
+
+#include <ev.h>
+#include "module.h"
+#include "ready.h"
+#include "timers.h"
+#include "io.h"
+
+typedef struct FlLoop {
+    PyObject_HEAD
+    fl_state *state;
+    struct ev_loop *ev;
+
+    fl_ready_queue ready;
+    fl_timer_heap timers;
+    fl_fd_table fds;
+    uint64_t timer_seq;
+
+    ev_async wakeup;            /* call_soon_threadsafe; keeps ev_run blocking */
+    ev_timer poll_timeout;      /* wakes the poll for the earliest timer */
+    PyThreadState *released_tstate;
+    char poll_may_block;        /* release the GIL only when the poll can sleep */
+
+    char closed;
+    char stopping;
+    char running;
+    char debug;
+    unsigned long thread_ident; /* valid while running */
+    double slow_callback_duration;
+    double clock_resolution;
+    PyObject *current_handle;   /* debug mode: the handle being run */
+
+    PyObject *weakreflist;
+    struct FlLoop *next_open;   /* fl_state.open_loops */
+    struct FlLoop *prev_open;
+} FlLoop;
+
+extern PyType_Spec fl_loop_spec;
+
+double fl_loop_time(void);
+/* RuntimeError('Event loop is closed') when closed; 0 otherwise. */
+int fl_loop_check_closed(FlLoop *loop);
+/* Debug mode's "Non-thread-safe operation ..." check. */
+int fl_loop_check_thread(FlLoop *loop);
+/* A timer handle was cancelled while in the heap. */
+void fl_loop_timer_cancelled(FlLoop *loop, FlTimerHandle *timer);
+/* Re-creates kernel state (epoll, eventfd) in a forked child. */
+void fl_loops_after_fork(fl_state *state);
+/* Makes libev report failed system calls instead of aborting. */
+void fl_loop_install_syserr_cb(void);
+
+#endif /* FL_LOOP_H */
