@@ -55,12 +55,15 @@ check_fd_pollable(int fd)
     return 0;
 }
 
+/* `rearm` re-registers the fd with the kernel even when the events are
+   unchanged: after add_*(), the fd may be a new file that reuses the number
+   of a closed one, which epoll has silently forgotten. */
 static void
-update_watcher(FlLoop *loop, fl_fd_watch *w)
+update_watcher(FlLoop *loop, fl_fd_watch *w, int rearm)
 {
     int events = (w->reader ? EV_READ : 0) | (w->writer ? EV_WRITE : 0);
     if (ev_is_active(&w->watcher)) {
-        if (w->watcher.events == events) {
+        if (w->watcher.events == events && !rearm) {
             return;
         }
         ev_io_stop(loop->ev, &w->watcher);
@@ -92,6 +95,7 @@ io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
     fl_fd_watch *w = (fl_fd_watch *)watcher;
     FlLoop *loop = w->loop;
     int fd = watcher->fd;
+    loop->io_events++;
     if (PyErr_Occurred()) {
         return;     /* an earlier callback failed; the run loop raises it */
     }
@@ -118,7 +122,7 @@ io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
                 forget_watch(loop, fd);
             }
             else {
-                update_watcher(loop, w);
+                update_watcher(loop, w, 0);
             }
             Py_DECREF(h);
             if (empty) {
@@ -194,7 +198,7 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
     PyObject **slot = writing ? &w->writer : &w->reader;
     PyObject *old = *slot;
     *slot = (PyObject *)h;
-    update_watcher(loop, w);
+    update_watcher(loop, w, 1);
     if (old != NULL) {
         fl_handle_cancel((FlHandle *)old);
         Py_DECREF(old);
@@ -226,7 +230,7 @@ remove_handler(FlLoop *loop, PyObject *fileobj, int writing)
         forget_watch(loop, fd);
     }
     else {
-        update_watcher(loop, w);
+        update_watcher(loop, w, 0);
     }
     fl_handle_cancel((FlHandle *)old);
     Py_DECREF(old);

@@ -6,6 +6,12 @@
 /* asyncio's cap on one poll's timeout (base_events.MAXIMUM_SELECT_TIMEOUT). */
 #define FL_MAX_POLL_TIMEOUT (24.0 * 3600.0)
 
+/* While callbacks keep the loop busy and the last poll found nothing, the
+   next non-blocking poll may wait this long. A poll is a syscall that costs
+   as much as running a short callback; skipping it between quick iterations
+   delays I/O by at most this, and never while I/O is arriving. */
+#define FL_BUSY_POLL_INTERVAL 50e-6
+
 double
 fl_loop_time(void)
 {
@@ -66,7 +72,8 @@ acquire_gil(struct ev_loop *ev) EV_NOEXCEPT
 static void
 wakeup_cb(struct ev_loop *ev, ev_async *w, int revents)
 {
-    /* Nothing to do: waking the poll is the point. */
+    /* Waking the poll is the point; count it so the next poll is not skipped. */
+    ((FlLoop *)ev_userdata(ev))->io_events++;
 }
 
 static void
@@ -324,9 +331,17 @@ static void
 poll_io(FlLoop *self, int may_block, double timeout)
 {
     if (!may_block) {
+        double now = fl_loop_time();
+        unsigned long seen = self->io_events;
+        if (self->poll_found_nothing && now - self->last_poll < FL_BUSY_POLL_INTERVAL) {
+            return;
+        }
         ev_run(self->ev, EVRUN_NOWAIT);
+        self->last_poll = now;
+        self->poll_found_nothing = self->io_events == seen;
         return;
     }
+    self->poll_found_nothing = 0;
     if (timeout >= 0) {
         /* libev counts a relative timer from its cached clock: refresh it. */
         ev_now_update(self->ev);

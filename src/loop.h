@@ -22,6 +22,9 @@ typedef struct FlLoop {
     ev_timer poll_timeout;      /* wakes the poll for the earliest timer */
     PyThreadState *released_tstate;
     char poll_may_block;        /* release the GIL only when the poll can sleep */
+    double last_poll;           /* when a non-blocking poll last ran */
+    unsigned long io_events;    /* watcher callbacks run, ever: did a poll find any? */
+    char poll_found_nothing;    /* the last non-blocking poll ran no watcher */
 
     char closed;
     char stopping;
