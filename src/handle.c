@@ -57,30 +57,56 @@ error:
     return NULL;
 }
 
+static PyObject *
+call_context_run(PyObject *context, PyObject *callback, PyObject *const *argv,
+                 Py_ssize_t nargs)
+{
+    PyObject *run = PyObject_GetAttrString(context, "run");
+    if (run == NULL) {
+        return NULL;
+    }
+    PyObject *call_args = PyTuple_New(nargs + 1);
+    if (call_args == NULL) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(call_args, 0, Py_NewRef(callback));
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(call_args, i + 1, Py_NewRef(argv[i]));
+    }
+    PyObject *res = PyObject_Call(run, call_args, NULL);
+    Py_DECREF(call_args);
+    Py_DECREF(run);
+    return res;
+}
+
 int
 fl_handle_run(FlHandle *h)
 {
     if (h->cancelled) {
         return 0;
     }
+    /* Keep callback and args alive even if the callback cancels us. */
+    PyObject *callback = Py_NewRef(h->callback);
+    PyObject *args = Py_XNewRef(h->args);
+    PyObject *const *argv = args ? &PyTuple_GET_ITEM(args, 0) : NULL;
+    Py_ssize_t nargs = args ? PyTuple_GET_SIZE(args) : 0;
     PyObject *res = NULL;
-    if (PyContext_Enter(h->context) == 0) {
-        /* Keep callback and args alive even if the callback cancels us. */
-        PyObject *callback = Py_NewRef(h->callback);
-        PyObject *args = Py_XNewRef(h->args);
-        if (args == NULL) {
-            res = PyObject_CallNoArgs(callback);
-        }
-        else {
-            res = PyObject_Vectorcall(callback, &PyTuple_GET_ITEM(args, 0),
-                                      PyTuple_GET_SIZE(args), NULL);
-        }
-        Py_DECREF(callback);
-        Py_XDECREF(args);
-        if (PyContext_Exit(h->context) < 0) {
-            Py_CLEAR(res);
+    if (PyContext_CheckExact(h->context)) {
+        if (PyContext_Enter(h->context) == 0) {
+            res = PyObject_Vectorcall(callback, argv, nargs, NULL);
+            if (PyContext_Exit(h->context) < 0) {
+                Py_CLEAR(res);
+            }
         }
     }
+    else {
+        /* asyncio calls context.run(callback, *args): any such object works,
+           anything else fails here, when the callback runs. */
+        res = call_context_run(h->context, callback, argv, nargs);
+    }
+    Py_DECREF(callback);
+    Py_XDECREF(args);
     if (res != NULL) {
         Py_DECREF(res);
         return 0;
@@ -123,6 +149,7 @@ fl_handle_cancel(FlHandle *h)
     if (Py_TYPE(h) == h->loop->state->timer_handle_type) {
         fl_loop_timer_cancelled(h->loop, (FlTimerHandle *)h);
     }
+    h->cancelled = 1;
     if (h->loop->debug && h->repr == NULL) {
         /* Keep what the callback was, for "Executing <Handle ...> took". */
         h->repr = PyObject_Repr((PyObject *)h);
@@ -130,7 +157,6 @@ fl_handle_cancel(FlHandle *h)
             PyErr_Clear();
         }
     }
-    h->cancelled = 1;
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
 }
