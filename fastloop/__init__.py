@@ -12,11 +12,13 @@ from . import _core, _helpers
 from ._loop import Loop
 
 __all__ = ("Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
-           "Handle", "TimerHandle")
+           "Handle", "TimerHandle", "Future", "Task")
 __version__ = "0.1.0"
 
 Handle = _core.Handle
 TimerHandle = _core.TimerHandle
+Future = _core.Future
+Task = _core.Task
 
 _core._set_helpers(
     handle_repr=_helpers.handle_repr,
@@ -24,6 +26,23 @@ _core._set_helpers(
     slow_callback=_helpers.slow_callback,
     extract_stack=_helpers.extract_stack,
     check_callback=_helpers.check_callback,
+    future_repr=_helpers.future_repr,
+    task_repr=_helpers.task_repr,
+    repr_info=_helpers.repr_info,
+    task_get_stack=_helpers.task_get_stack,
+    task_print_stack=_helpers.task_print_stack,
+    task_step_error=_helpers.task_step_error,
+    CancelledError=_asyncio.CancelledError,
+    InvalidStateError=_asyncio.InvalidStateError,
+    iscoroutine=_asyncio.coroutines.iscoroutine,
+    get_event_loop=getattr(_asyncio.events, "_get_event_loop",
+                           _asyncio.events.get_event_loop),
+    enter_task=_asyncio.tasks._enter_task,
+    leave_task=_asyncio.tasks._leave_task,
+    register_task=_asyncio.tasks._register_task,
+    swap_current_task=getattr(_asyncio.tasks, "_swap_current_task", None),
+    register_eager_task=getattr(_asyncio.tasks, "_register_eager_task", None),
+    unregister_eager_task=getattr(_asyncio.tasks, "_unregister_eager_task", None),
 )
 # A forked child gets fresh kernel state (epoll, eventfd) for its loops, so
 # closing or running an inherited loop never touches the parent's.
@@ -47,6 +66,12 @@ def run(main, *, debug=None, **kwargs):
             return runner.run(main)
     from ._runner import run_310
     return run_310(main, debug=debug)
+
+
+if _sys.version_info >= (3, 12):
+    eager_task_factory = _asyncio.create_eager_task_factory(Task)
+    eager_task_factory.__doc__ = "Like asyncio.eager_task_factory, with fastloop's Task."
+    __all__ += ("eager_task_factory",)
 
 
 def __getattr__(name):

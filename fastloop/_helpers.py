@@ -6,7 +6,7 @@ messages identical to asyncio's on every Python version.
 """
 import inspect
 import sys
-from asyncio import base_events, format_helpers
+from asyncio import base_events, base_futures, base_tasks, format_helpers
 from asyncio.log import logger
 
 _SOURCE_TAKES_DEBUG = "debug" in inspect.signature(
@@ -61,3 +61,43 @@ def extract_stack():
 def check_callback(callback, method):
     # asyncio's check only reads its arguments, never the loop.
     base_events.BaseEventLoop._check_callback(None, callback, method)
+
+
+# ---- Future and Task: reprs and stacks come from asyncio itself ----
+
+def future_repr(fut):
+    if hasattr(base_futures, "_future_repr"):
+        return base_futures._future_repr(fut)
+    return "<{} {}>".format(type(fut).__name__, " ".join(repr_info(fut)))
+
+
+def task_repr(task):
+    if hasattr(base_tasks, "_task_repr"):
+        return base_tasks._task_repr(task)
+    return "<{} {}>".format(type(task).__name__, " ".join(repr_info(task)))
+
+
+def repr_info(fut):
+    """3.10's Future._repr_info() / Task._repr_info()."""
+    import asyncio
+    if isinstance(fut, asyncio.Task):
+        return base_tasks._task_repr_info(fut)
+    return base_futures._future_repr_info(fut)
+
+
+def task_get_stack(task, limit):
+    return base_tasks._task_get_stack(task, limit)
+
+
+def task_print_stack(task, limit, file):
+    return base_tasks._task_print_stack(task, limit, file)
+
+
+def task_step_error(task, exc):
+    """A task step run from the ready queue failed outside the coroutine
+    (asyncio reports the same through the failing callback's handle)."""
+    task.get_loop().call_exception_handler({
+        "message": f"Exception in callback {task!r}.__step()",
+        "exception": exc,
+        "task": task,
+    })

@@ -1,9 +1,33 @@
 /* fastloop._core: module state, types, and the hooks the Python side sets. */
+#include <stddef.h>
 #include "module.h"
 #include "loop.h"
 #include "handle.h"
+#include "future.h"
+#include "task.h"
 
 static struct PyModuleDef fl_module_def;
+
+#if PY_VERSION_HEX < 0x030B0000
+/* PyType_GetModuleByDef() arrived in 3.11: walk the MRO for our module. */
+static PyObject *
+PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
+{
+    PyObject *mro = type->tp_mro;
+    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *module = ((PyHeapTypeObject *)base)->ht_module;
+        if (module != NULL && PyModule_GetDef(module) == def) {
+            return module;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "%s is not a fastloop type", type->tp_name);
+    return NULL;
+}
+#endif
 
 fl_state *
 fl_state_from_type(PyTypeObject *type)
@@ -21,27 +45,65 @@ get_state(PyObject *module)
     return PyModule_GetState(module);
 }
 
-/* _set_helpers(handle_repr=, callback_error=, slow_callback=,
-                extract_stack=, check_callback=) */
+/* What _set_helpers() accepts: each keyword names a slot of the state. */
+static const struct {
+    const char *name;
+    size_t offset;
+} helper_slots[] = {
+#define SLOT(name, field) {name, offsetof(fl_state, field)}
+    SLOT("handle_repr", helper_handle_repr),
+    SLOT("callback_error", helper_callback_error),
+    SLOT("slow_callback", helper_slow_callback),
+    SLOT("extract_stack", helper_extract_stack),
+    SLOT("check_callback", helper_check_callback),
+    SLOT("future_repr", helper_future_repr),
+    SLOT("task_repr", helper_task_repr),
+    SLOT("repr_info", helper_repr_info),
+    SLOT("task_get_stack", helper_task_get_stack),
+    SLOT("task_print_stack", helper_task_print_stack),
+    SLOT("task_step_error", helper_task_step_error),
+    SLOT("CancelledError", cancelled_error),
+    SLOT("InvalidStateError", invalid_state_error),
+    SLOT("iscoroutine", iscoroutine),
+    SLOT("get_event_loop", get_event_loop),
+    SLOT("enter_task", enter_task),
+    SLOT("leave_task", leave_task),
+    SLOT("register_task", register_task),
+    SLOT("swap_current_task", swap_current_task),
+    SLOT("register_eager_task", register_eager_task),
+    SLOT("unregister_eager_task", unregister_eager_task),
+#undef SLOT
+};
+#define N_HELPER_SLOTS (sizeof(helper_slots) / sizeof(helper_slots[0]))
+
+static PyObject **
+helper_slot(fl_state *st, size_t i)
+{
+    return (PyObject **)((char *)st + helper_slots[i].offset);
+}
+
+/* _set_helpers(**helpers): the Python side hands over, once, the Python
+   functions and asyncio objects the C code calls on cold paths. Every
+   slot must be given. */
 static PyObject *
 set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"handle_repr", "callback_error", "slow_callback",
-                             "extract_stack", "check_callback", NULL};
-    PyObject *handle_repr, *callback_error, *slow_callback, *extract_stack,
-             *check_callback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOO:_set_helpers", kwlist,
-                                     &handle_repr, &callback_error,
-                                     &slow_callback, &extract_stack,
-                                     &check_callback)) {
+    if (PyTuple_GET_SIZE(args) != 0 || kwds == NULL
+            || PyDict_GET_SIZE(kwds) != (Py_ssize_t)N_HELPER_SLOTS) {
+        PyErr_Format(PyExc_TypeError, "_set_helpers() takes exactly %d keywords",
+                     (int)N_HELPER_SLOTS);
         return NULL;
     }
     fl_state *st = get_state(module);
-    Py_XSETREF(st->helper_handle_repr, Py_NewRef(handle_repr));
-    Py_XSETREF(st->helper_callback_error, Py_NewRef(callback_error));
-    Py_XSETREF(st->helper_slow_callback, Py_NewRef(slow_callback));
-    Py_XSETREF(st->helper_extract_stack, Py_NewRef(extract_stack));
-    Py_XSETREF(st->helper_check_callback, Py_NewRef(check_callback));
+    for (size_t i = 0; i < N_HELPER_SLOTS; i++) {
+        PyObject *value = PyDict_GetItemString(kwds, helper_slots[i].name);
+        if (value == NULL) {
+            PyErr_Format(PyExc_TypeError, "_set_helpers() needs %s",
+                         helper_slots[i].name);
+            return NULL;
+        }
+        Py_XSETREF(*helper_slot(st, i), Py_NewRef(value));
+    }
     Py_RETURN_NONE;
 }
 
@@ -80,6 +142,45 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
     return PyModule_AddObjectRef(module, name, type);
 }
 
+/* fastloop.Future and Task subclass asyncio's own C types. */
+static int
+add_future_types(PyObject *module, fl_state *st)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *base_future = PyObject_GetAttrString(asyncio, "Future");
+    PyObject *base_task = PyObject_GetAttrString(asyncio, "Task");
+    Py_DECREF(asyncio);
+    int r = -1;
+    if (base_future == NULL || base_task == NULL) {
+        goto done;
+    }
+    if (!PyType_Check(base_future) || !PyType_Check(base_task)) {
+        PyErr_SetString(PyExc_ImportError, "asyncio.Future/Task are not types");
+        goto done;
+    }
+    if (fl_future_prepare_specs((PyTypeObject *)base_future,
+                                (PyTypeObject *)base_task,
+                                sizeof(FlTaskFields)) < 0
+            || add_type(module, &fl_future_iter_spec, NULL,
+                        &st->future_iter_type, "FutureIter") < 0
+            || add_type(module, &fl_future_spec, base_future,
+                        &st->future_type, "Future") < 0
+            || add_type(module, &fl_task_spec, base_task,
+                        &st->task_type, "Task") < 0
+            || fl_future_add_common(st->future_type) < 0
+            || fl_task_type_ready(st->task_type) < 0) {
+        goto done;
+    }
+    r = 0;
+done:
+    Py_XDECREF(base_future);
+    Py_XDECREF(base_task);
+    return r;
+}
+
 static int
 module_exec(PyObject *module)
 {
@@ -96,7 +197,8 @@ module_exec(PyObject *module)
                         (PyObject *)st->handle_type, &st->timer_handle_type,
                         "TimerHandle") < 0
             || add_type(module, &fl_loop_spec, NULL, &st->loop_type,
-                        "LoopCore") < 0) {
+                        "LoopCore") < 0
+            || add_future_types(module, st) < 0) {
         return -1;
     }
     fl_loop_install_syserr_cb();
@@ -110,11 +212,12 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->loop_type);
     Py_VISIT(st->handle_type);
     Py_VISIT(st->timer_handle_type);
-    Py_VISIT(st->helper_handle_repr);
-    Py_VISIT(st->helper_callback_error);
-    Py_VISIT(st->helper_slow_callback);
-    Py_VISIT(st->helper_extract_stack);
-    Py_VISIT(st->helper_check_callback);
+    Py_VISIT(st->future_type);
+    Py_VISIT(st->task_type);
+    Py_VISIT(st->future_iter_type);
+    for (size_t i = 0; i < N_HELPER_SLOTS; i++) {
+        Py_VISIT(*helper_slot(st, i));
+    }
     return 0;
 }
 
@@ -125,11 +228,12 @@ module_clear(PyObject *module)
     Py_CLEAR(st->loop_type);
     Py_CLEAR(st->handle_type);
     Py_CLEAR(st->timer_handle_type);
-    Py_CLEAR(st->helper_handle_repr);
-    Py_CLEAR(st->helper_callback_error);
-    Py_CLEAR(st->helper_slow_callback);
-    Py_CLEAR(st->helper_extract_stack);
-    Py_CLEAR(st->helper_check_callback);
+    Py_CLEAR(st->future_type);
+    Py_CLEAR(st->task_type);
+    Py_CLEAR(st->future_iter_type);
+    for (size_t i = 0; i < N_HELPER_SLOTS; i++) {
+        Py_CLEAR(*helper_slot(st, i));
+    }
     Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->str_fileno);
     Py_CLEAR(st->str_dispatch_signal);

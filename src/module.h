@@ -10,6 +10,9 @@ typedef struct {
     PyTypeObject *loop_type;
     PyTypeObject *handle_type;
     PyTypeObject *timer_handle_type;
+    PyTypeObject *future_type;
+    PyTypeObject *task_type;
+    PyTypeObject *future_iter_type;
 
     /* Cold-path helpers written in Python (fastloop/_helpers.py), handed
        over once by _core._set_helpers() when the package is imported. */
@@ -18,6 +21,27 @@ typedef struct {
     PyObject *helper_slow_callback;      /* (handle, seconds) -> None */
     PyObject *helper_extract_stack;      /* () -> list, caller's stack */
     PyObject *helper_check_callback;     /* (callback, method_name) -> None */
+    PyObject *helper_future_repr;        /* (future) -> str */
+    PyObject *helper_task_repr;          /* (task) -> str */
+    PyObject *helper_repr_info;          /* (future or task) -> list (3.10) */
+    PyObject *helper_task_get_stack;     /* (task, limit) -> list */
+    PyObject *helper_task_print_stack;   /* (task, limit, file) -> None */
+    PyObject *helper_task_step_error;    /* (task, exc) -> None: a step failed */
+
+    /* asyncio's objects fastloop's Future and Task work with, also handed
+       over by _set_helpers(). */
+    PyObject *cancelled_error;
+    PyObject *invalid_state_error;
+    PyObject *iscoroutine;               /* asyncio.coroutines.iscoroutine */
+    PyObject *get_event_loop;            /* for Future(loop=None) */
+    PyObject *enter_task;
+    PyObject *leave_task;
+    PyObject *register_task;
+    PyObject *swap_current_task;         /* 3.12+, else None */
+    PyObject *register_eager_task;       /* 3.12+, else None */
+    PyObject *unregister_eager_task;     /* 3.12+, else None */
+
+    unsigned long long task_name_counter;
 
     PyObject *str_call_exception_handler;
     PyObject *str_fileno;

@@ -1,0 +1,1044 @@
+#include "future.h"
+#include "loop.h"
+#include "handle.h"
+#include "task.h"
+
+Py_ssize_t fl_fields_offset;
+
+int
+fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
+                        Py_ssize_t task_fields_size)
+{
+    if (base_task->tp_basicsize < base_future->tp_basicsize) {
+        PyErr_SetString(PyExc_ImportError, "unexpected asyncio.Task layout");
+        return -1;
+    }
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    if (base_task->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        PyErr_SetString(PyExc_ImportError,
+                        "asyncio.Task has a managed dict on this Python");
+        return -1;
+    }
+#endif
+    Py_ssize_t align = (Py_ssize_t)sizeof(void *);
+    fl_fields_offset = (base_task->tp_basicsize + align - 1) / align * align;
+    fl_future_spec.basicsize = (int)(fl_fields_offset + sizeof(FlFutureFields));
+    fl_task_spec.basicsize = (int)(fl_fields_offset + task_fields_size);
+    return 0;
+}
+
+int
+fl_future_check(fl_state *st, PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    return tp == st->future_type || tp == st->task_type
+           || PyType_IsSubtype(tp, st->future_type)
+           || PyType_IsSubtype(tp, st->task_type);
+}
+
+static fl_state *
+state_of(PyObject *self)
+{
+    /* Subclasses defined in Python reach our module through their base. */
+    return fl_state_from_type(Py_TYPE(self));
+}
+
+static int
+check_initialized(PyObject *self)
+{
+    if (FL_FUT(self)->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return -1;
+    }
+    return 0;
+}
+
+int
+fl_future_loop_debug(PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (f->fl_loop != NULL) {
+        return f->fl_loop->debug;
+    }
+    PyObject *r = PyObject_CallMethod(f->loop, "get_debug", NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    int debug = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return debug;
+}
+
+/* ---- callbacks ---- */
+
+static void
+release_callbacks(fl_fut_callback *cbs, Py_ssize_t n, fl_fut_callback *inline_cb)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(cbs[i].fn);
+        Py_XDECREF(cbs[i].context);
+    }
+    if (cbs != inline_cb) {
+        PyMem_Free(cbs);
+    }
+}
+
+/* Runs one done callback soon: in C for a fastloop task waiting on a
+   fastloop loop, through a Handle on a fastloop loop, through the loop's
+   call_soon() otherwise. */
+static int
+schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
+{
+    FlFutureFields *f = FL_FUT(self);
+    FlLoop *loop = f->fl_loop;
+    if (loop != NULL) {
+        if (fl_loop_check_closed(loop) < 0) {
+            return -1;
+        }
+        if (cb->wake != NULL) {
+            return fl_ready_push(&loop->ready, cb->wake, cb->fn);
+        }
+        FlHandle *h = fl_handle_new(loop, st->handle_type, cb->fn, &self, 1,
+                                    cb->context);
+        if (h == NULL) {
+            return -1;
+        }
+        int r = fl_ready_push(&loop->ready, fl_handle_run_entry, (PyObject *)h);
+        Py_DECREF(h);
+        return r;
+    }
+    PyObject *fn = cb->fn;
+    PyObject *wakeup = NULL;
+    if (cb->wake != NULL) {
+        /* Not reached: C waiters are only added on fastloop loops. */
+        wakeup = fl_task_wakeup_callable(st, fn);
+        if (wakeup == NULL) {
+            return -1;
+        }
+        fn = wakeup;
+    }
+    PyObject *call_soon = PyObject_GetAttrString(f->loop, "call_soon");
+    if (call_soon == NULL) {
+        Py_XDECREF(wakeup);
+        return -1;
+    }
+    PyObject *kw = Py_BuildValue("{sO}", "context", cb->context ? cb->context : Py_None);
+    PyObject *args = PyTuple_Pack(2, fn, self);
+    PyObject *r = (kw && args) ? PyObject_Call(call_soon, args, kw) : NULL;
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_DECREF(call_soon);
+    Py_XDECREF(wakeup);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+schedule_callbacks(fl_state *st, PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (f->ncallbacks == 0) {
+        return 0;
+    }
+    /* Take the list first: a callback scheduled now may add more. */
+    fl_fut_callback local_inline = f->inline_callback;
+    fl_fut_callback *cbs = f->callbacks == &f->inline_callback
+                           ? &local_inline : f->callbacks;
+    Py_ssize_t n = f->ncallbacks;
+    f->callbacks = NULL;
+    f->ncallbacks = f->callbacks_cap = 0;
+    int status = 0;
+    for (Py_ssize_t i = 0; i < n && status == 0; i++) {
+        status = schedule_one(st, self, &cbs[i]);
+    }
+    release_callbacks(cbs, n, &local_inline);
+    return status;
+}
+
+int
+fl_future_add_callback(fl_state *st, PyObject *self, PyObject *fn,
+                       PyObject *context, fl_ready_fn wake)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (f->state != FL_PENDING) {
+        fl_fut_callback cb = {fn, context, wake};
+        return schedule_one(st, self, &cb);
+    }
+    if (f->ncallbacks == f->callbacks_cap) {
+        if (f->callbacks == NULL) {
+            f->callbacks = &f->inline_callback;
+            f->callbacks_cap = 1;
+        }
+        else {
+            Py_ssize_t cap = f->callbacks_cap * 2 + 2;
+            fl_fut_callback *cbs;
+            if (f->callbacks == &f->inline_callback) {
+                cbs = PyMem_Malloc(cap * sizeof(*cbs));
+                if (cbs != NULL) {
+                    cbs[0] = f->inline_callback;
+                }
+            }
+            else {
+                cbs = PyMem_Realloc(f->callbacks, cap * sizeof(*cbs));
+            }
+            if (cbs == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            f->callbacks = cbs;
+            f->callbacks_cap = cap;
+        }
+    }
+    if (context == NULL && wake == NULL) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            return -1;
+        }
+    }
+    else {
+        Py_XINCREF(context);
+    }
+    fl_fut_callback *cb = &f->callbacks[f->ncallbacks++];
+    cb->fn = Py_NewRef(fn);
+    cb->context = context;
+    cb->wake = wake;
+    return 0;
+}
+
+/* ---- state changes ---- */
+
+static int
+check_pending_for_set(fl_state *st, PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (check_initialized(self) < 0) {
+        return -1;
+    }
+    if (f->state != FL_PENDING) {
+        static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
+        PyErr_Format(st->invalid_state_error, "%s: %R", names[f->state], self);
+        return -1;
+    }
+    return 0;
+}
+
+int
+fl_future_set_result(fl_state *st, PyObject *self, PyObject *result)
+{
+    if (check_pending_for_set(st, self) < 0) {
+        return -1;
+    }
+    FlFutureFields *f = FL_FUT(self);
+    Py_XSETREF(f->result, Py_NewRef(result));
+    f->state = FL_FINISHED;
+    return schedule_callbacks(st, self);
+}
+
+/* set_exception()'s argument as the exception to store, as asyncio's C
+   Future does per version; NULL with an error when it is refused. */
+static PyObject *
+normalize_exception(PyObject *exc)
+{
+    PyObject *value;
+    if (PyExceptionClass_Check(exc)) {
+        value = PyObject_CallNoArgs(exc);
+        if (value == NULL) {
+            return NULL;
+        }
+        if (!PyExceptionInstance_Check(value)) {
+            Py_DECREF(value);
+            PyErr_SetString(PyExc_TypeError, "invalid exception object");
+            return NULL;
+        }
+    }
+    else if (PyExceptionInstance_Check(exc)) {
+        value = Py_NewRef(exc);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "invalid exception object");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
+        Py_DECREF(value);
+        PyErr_SetString(PyExc_TypeError,
+                        "StopIteration interacts badly with generators "
+                        "and cannot be raised into a Future");
+        return NULL;
+    }
+#else
+    if (PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+        PyObject *wrapped = PyObject_CallFunction(
+            PyExc_RuntimeError, "s",
+            "StopIteration interacts badly with generators and cannot be "
+            "raised into a Future");
+        if (wrapped == NULL) {
+            Py_DECREF(value);
+            return NULL;
+        }
+        PyException_SetCause(wrapped, Py_NewRef(value));
+        PyException_SetContext(wrapped, value);
+        value = wrapped;
+    }
+#endif
+    return value;
+}
+
+int
+fl_future_set_exception(fl_state *st, PyObject *self, PyObject *exc)
+{
+    if (check_pending_for_set(st, self) < 0) {
+        return -1;
+    }
+    PyObject *value = normalize_exception(exc);
+    if (value == NULL) {
+        return -1;
+    }
+    FlFutureFields *f = FL_FUT(self);
+    Py_XSETREF(f->exception, value);
+    Py_XSETREF(f->exception_tb, PyException_GetTraceback(value));
+    f->state = FL_FINISHED;
+    if (schedule_callbacks(st, self) < 0) {
+        return -1;
+    }
+    f->log_tb = 1;
+    return 0;
+}
+
+int
+fl_future_cancel(fl_state *st, PyObject *self, PyObject *msg)
+{
+    FlFutureFields *f = FL_FUT(self);
+    f->log_tb = 0;
+    if (f->state != FL_PENDING) {
+        return 0;
+    }
+    f->state = FL_CANCELLED;
+    Py_XSETREF(f->cancel_msg, Py_XNewRef(msg == Py_None ? NULL : msg));
+    if (schedule_callbacks(st, self) < 0) {
+        return -1;
+    }
+    return 1;
+}
+
+PyObject *
+fl_future_make_cancelled_error(fl_state *st, PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+#if PY_VERSION_HEX >= 0x030C0000
+    if (f->cancelled_exc != NULL) {
+        PyObject *exc = f->cancelled_exc;
+        f->cancelled_exc = NULL;
+        return exc;
+    }
+#endif
+    PyObject *exc = f->cancel_msg == NULL
+        ? PyObject_CallNoArgs(st->cancelled_error)
+        : PyObject_CallOneArg(st->cancelled_error, f->cancel_msg);
+    if (exc == NULL) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (f->cancelled_exc != NULL) {
+        PyException_SetContext(exc, f->cancelled_exc);
+        f->cancelled_exc = NULL;
+    }
+#endif
+    return exc;
+}
+
+static int
+raise_cancelled(fl_state *st, PyObject *self)
+{
+    PyObject *exc = fl_future_make_cancelled_error(st, self);
+    if (exc == NULL) {
+        return -1;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return -1;
+}
+
+PyObject *
+fl_future_result(fl_state *st, PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (f->state == FL_CANCELLED) {
+        raise_cancelled(st, self);
+        return NULL;
+    }
+    if (f->state != FL_FINISHED) {
+        PyErr_SetString(st->invalid_state_error, "Result is not ready.");
+        return NULL;
+    }
+    f->log_tb = 0;
+    if (f->exception != NULL) {
+        PyObject *exc = f->exception;
+        PyException_SetTraceback(exc, f->exception_tb ? f->exception_tb : Py_None);
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        return NULL;
+    }
+    return Py_NewRef(f->result ? f->result : Py_None);
+}
+
+/* ---- construction and lifetime ---- */
+
+static PyObject *
+default_loop(fl_state *st)
+{
+    PyObject *loop = PyObject_CallNoArgs(st->get_event_loop);
+    return loop;
+}
+
+int
+fl_future_init(fl_state *st, PyObject *self, PyObject *loop)
+{
+    fl_future_clear(self);
+    FlFutureFields *f = FL_FUT(self);
+    if (loop == NULL || loop == Py_None) {
+        loop = default_loop(st);
+        if (loop == NULL) {
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(loop);
+    }
+    f->loop = loop;
+    f->fl_loop = PyObject_TypeCheck(loop, st->loop_type) ? (FlLoop *)loop : NULL;
+    f->state = FL_PENDING;
+    int debug = fl_future_loop_debug(self);
+    if (debug < 0) {
+        return -1;
+    }
+    if (debug && st->helper_extract_stack != NULL) {
+        f->source_traceback = PyObject_CallNoArgs(st->helper_extract_stack);
+        if (f->source_traceback == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+fl_future_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    FlFutureFields *f = FL_FUT(self);
+    Py_VISIT(f->loop);
+    Py_VISIT(f->result);
+    Py_VISIT(f->exception);
+    Py_VISIT(f->exception_tb);
+    Py_VISIT(f->cancel_msg);
+    Py_VISIT(f->cancelled_exc);
+    Py_VISIT(f->source_traceback);
+    for (Py_ssize_t i = 0; i < f->ncallbacks; i++) {
+        Py_VISIT(f->callbacks[i].fn);
+        Py_VISIT(f->callbacks[i].context);
+    }
+    return 0;
+}
+
+void
+fl_future_clear(PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    fl_fut_callback *cbs = f->callbacks;
+    Py_ssize_t n = f->ncallbacks;
+    fl_fut_callback local_inline = f->inline_callback;
+    if (cbs == &f->inline_callback) {
+        cbs = &local_inline;
+    }
+    f->callbacks = NULL;
+    f->ncallbacks = f->callbacks_cap = 0;
+    f->fl_loop = NULL;
+    Py_CLEAR(f->loop);
+    Py_CLEAR(f->result);
+    Py_CLEAR(f->exception);
+    Py_CLEAR(f->exception_tb);
+    Py_CLEAR(f->cancel_msg);
+    Py_CLEAR(f->cancelled_exc);
+    Py_CLEAR(f->source_traceback);
+    release_callbacks(cbs, n, &local_inline);
+}
+
+void
+fl_future_finalize_report(PyObject *self)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (!f->log_tb || f->exception == NULL || f->loop == NULL) {
+        return;
+    }
+    f->log_tb = 0;
+    PyObject *exc = fl_err_get_raised();
+    PyObject *context = NULL, *message = NULL, *r = NULL;
+    message = PyUnicode_FromFormat("%s exception was never retrieved",
+                                   _PyType_Name(Py_TYPE(self)));
+    context = PyDict_New();
+    if (message == NULL || context == NULL
+            || PyDict_SetItemString(context, "message", message) < 0
+            || PyDict_SetItemString(context, "exception", f->exception) < 0
+            || PyDict_SetItemString(context, "future", self) < 0) {
+        goto done;
+    }
+    if (f->source_traceback != NULL
+            && PyDict_SetItemString(context, "source_traceback",
+                                    f->source_traceback) < 0) {
+        goto done;
+    }
+    r = PyObject_CallMethod(f->loop, "call_exception_handler", "O", context);
+done:
+    if (r == NULL) {
+        PyErr_WriteUnraisable(self);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(message);
+    Py_XDECREF(context);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+}
+
+/* ---- the instance dict, which lives in the base's storage ---- */
+
+static int
+visit_dict(PyObject *self, visitproc visit, void *arg)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        return PyObject_VisitManagedDict(self, visit, arg);
+    }
+#endif
+    Py_ssize_t off = Py_TYPE(self)->tp_dictoffset;
+    if (off > 0) {
+        Py_VISIT(*(PyObject **)((char *)self + off));
+    }
+    return 0;
+}
+
+static void
+clear_dict(PyObject *self)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        PyObject_ClearManagedDict(self);
+        return;
+    }
+#endif
+    Py_ssize_t off = Py_TYPE(self)->tp_dictoffset;
+    if (off > 0) {
+        Py_CLEAR(*(PyObject **)((char *)self + off));
+    }
+}
+
+static int
+future_tp_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    if (visit_dict(self, visit, arg) < 0) {
+        return -1;
+    }
+    return fl_future_traverse(self, visit, arg);
+}
+
+static int
+future_tp_clear(PyObject *self)
+{
+    fl_future_clear(self);
+    clear_dict(self);
+    return 0;
+}
+
+static void
+future_tp_finalize(PyObject *self)
+{
+    fl_future_finalize_report(self);
+}
+
+void
+fl_future_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;     /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (tp->tp_weaklistoffset != 0) {
+        PyObject_ClearWeakRefs(self);
+    }
+    if (tp->tp_clear != NULL) {
+        tp->tp_clear(self);
+    }
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+future_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    return type->tp_alloc(type, 0);
+}
+
+static int
+future_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", NULL};
+    PyObject *loop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:Future", kwlist, &loop)) {
+        return -1;
+    }
+    fl_state *st = state_of(self);
+    if (st == NULL) {
+        return -1;
+    }
+    return fl_future_init(st, self, loop);
+}
+
+/* ---- Python-visible methods, shared with Task ---- */
+
+static PyObject *
+future_result(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    return fl_future_result(state_of(self), self);
+}
+
+static PyObject *
+future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    FlFutureFields *f = FL_FUT(self);
+    fl_state *st = state_of(self);
+    if (f->state == FL_CANCELLED) {
+        raise_cancelled(st, self);
+        return NULL;
+    }
+    if (f->state != FL_FINISHED) {
+        PyErr_SetString(st->invalid_state_error, "Exception is not set.");
+        return NULL;
+    }
+    f->log_tb = 0;
+    return Py_NewRef(f->exception ? f->exception : Py_None);
+}
+
+static PyObject *
+future_py_set_result(PyObject *self, PyObject *result)
+{
+    if (fl_future_set_result(state_of(self), self, result) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+future_py_set_exception(PyObject *self, PyObject *exc)
+{
+    if (fl_future_set_exception(state_of(self), self, exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+future_add_done_callback(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const kwlist[] = {"", "context", NULL};
+    PyObject *fn, *context = Py_None;
+    if (nargs == 1 && kwnames == NULL) {
+        fn = args[0];
+    }
+    else {
+        PyObject *kw = NULL;
+        /* The rare keyword form goes through the generic parser. */
+        PyObject *tuple = PyTuple_New(nargs);
+        if (tuple == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+        }
+        if (kwnames != NULL) {
+            kw = PyDict_New();
+            for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(kwnames); i++) {
+                if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i),
+                                   args[nargs + i]) < 0) {
+                    Py_CLEAR(kw);
+                }
+            }
+            if (kw == NULL) {
+                Py_DECREF(tuple);
+                return NULL;
+            }
+        }
+        int ok = PyArg_ParseTupleAndKeywords(tuple, kw, "O|$O:add_done_callback",
+                                             (char **)kwlist, &fn, &context);
+        Py_DECREF(tuple);
+        Py_XDECREF(kw);
+        if (!ok) {
+            return NULL;
+        }
+    }
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    if (fl_future_add_callback(state_of(self), self, fn,
+                               context == Py_None ? NULL : context, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+future_remove_done_callback(PyObject *self, PyObject *fn)
+{
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    FlFutureFields *f = FL_FUT(self);
+    Py_ssize_t kept = 0, removed = 0;
+    /* Compare first (that may run Python code), then compact. */
+    for (Py_ssize_t i = 0; i < f->ncallbacks; i++) {
+        fl_fut_callback cb = f->callbacks[i];
+        int eq = 0;
+        if (cb.wake == NULL) {
+            Py_INCREF(cb.fn);
+            eq = PyObject_RichCompareBool(cb.fn, fn, Py_EQ);
+            Py_DECREF(cb.fn);
+            if (eq < 0) {
+                return NULL;
+            }
+        }
+        if (i >= f->ncallbacks) {
+            break;      /* the comparison changed the list */
+        }
+        if (eq) {
+            Py_XDECREF(f->callbacks[i].fn);
+            Py_XDECREF(f->callbacks[i].context);
+            removed++;
+        }
+        else {
+            f->callbacks[kept++] = f->callbacks[i];
+        }
+    }
+    f->ncallbacks = kept;
+    return PyLong_FromSsize_t(removed);
+}
+
+static PyObject *
+future_py_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    PyObject *msg = Py_None;
+    if (nargs > 1 || (kwnames != NULL && (PyTuple_GET_SIZE(kwnames) > 1
+            || PyUnicode_CompareWithASCIIString(
+                   PyTuple_GET_ITEM(kwnames, 0), "msg") != 0))) {
+        PyErr_SetString(PyExc_TypeError, "cancel() takes at most one argument 'msg'");
+        return NULL;
+    }
+    if (nargs == 1) {
+        msg = args[0];
+    }
+    else if (kwnames != NULL) {
+        msg = args[0];
+    }
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    int r = fl_future_cancel(state_of(self), self, msg);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
+future_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(FL_FUT(self)->state == FL_CANCELLED);
+}
+
+static PyObject *
+future_done(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(FL_FUT(self)->state != FL_PENDING);
+}
+
+static PyObject *
+future_get_loop(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(FL_FUT(self)->loop);
+}
+
+static PyObject *
+future_py_make_cancelled_error(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return fl_future_make_cancelled_error(state_of(self), self);
+}
+
+#if PY_VERSION_HEX < 0x030B0000
+static PyObject *
+future_repr_info(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    fl_state *st = state_of(self);
+    return PyObject_CallOneArg(st->helper_repr_info, self);
+}
+#endif
+
+static PyObject *
+future_tp_repr(PyObject *self)
+{
+    fl_state *st = state_of(self);
+    if (st == NULL || st->helper_future_repr == NULL) {
+        return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
+    }
+    return PyObject_CallOneArg(st->helper_future_repr, self);
+}
+
+PyObject *
+fl_future_iter(PyObject *self)
+{
+    fl_state *st = state_of(self);
+    if (st == NULL) {
+        return NULL;
+    }
+    return fl_future_iter_new(st, self);
+}
+
+PyMethodDef fl_future_common_methods[] = {
+    {"result", future_result, METH_NOARGS, NULL},
+    {"exception", future_exception, METH_NOARGS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))future_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"remove_done_callback", future_remove_done_callback, METH_O, NULL},
+    {"cancelled", future_cancelled, METH_NOARGS, NULL},
+    {"done", future_done, METH_NOARGS, NULL},
+    {"get_loop", future_get_loop, METH_NOARGS, NULL},
+    {"_make_cancelled_error", future_py_make_cancelled_error, METH_NOARGS, NULL},
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, NULL},
+#if PY_VERSION_HEX < 0x030B0000
+    {"_repr_info", future_repr_info, METH_NOARGS, NULL},
+#endif
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef future_methods[] = {
+    {"set_result", future_py_set_result, METH_O, NULL},
+    {"set_exception", future_py_set_exception, METH_O, NULL},
+    {"cancel", (PyCFunction)(void (*)(void))future_py_cancel,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- attributes ---- */
+
+static PyObject *
+get_state(PyObject *self, void *closure)
+{
+    static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
+    if (FL_FUT(self)->loop == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_InternFromString(names[FL_FUT(self)->state]);
+}
+
+static PyObject *
+get_result_attr(PyObject *self, void *closure)
+{
+    return Py_NewRef(FL_FUT(self)->result ? FL_FUT(self)->result : Py_None);
+}
+
+static PyObject *
+get_exception_attr(PyObject *self, void *closure)
+{
+    return Py_NewRef(FL_FUT(self)->exception ? FL_FUT(self)->exception : Py_None);
+}
+
+static PyObject *
+get_loop_attr(PyObject *self, void *closure)
+{
+    return Py_NewRef(FL_FUT(self)->loop ? FL_FUT(self)->loop : Py_None);
+}
+
+static PyObject *
+get_callbacks(PyObject *self, void *closure)
+{
+    FlFutureFields *f = FL_FUT(self);
+    if (f->ncallbacks == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *list = PyList_New(f->ncallbacks);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < f->ncallbacks; i++) {
+        fl_fut_callback *cb = &f->callbacks[i];
+        PyObject *fn = cb->wake ? fl_task_wakeup_callable(state_of(self), cb->fn)
+                                : Py_NewRef(cb->fn);
+        PyObject *item = fn ? PyTuple_Pack(2, fn, cb->context ? cb->context : Py_None)
+                            : NULL;
+        Py_XDECREF(fn);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *
+get_source_traceback(PyObject *self, void *closure)
+{
+    PyObject *tb = FL_FUT(self)->source_traceback;
+    return Py_NewRef(tb ? tb : Py_None);
+}
+
+static int
+set_source_traceback(PyObject *self, PyObject *value, void *closure)
+{
+    Py_XSETREF(FL_FUT(self)->source_traceback,
+               value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+get_cancel_message(PyObject *self, void *closure)
+{
+    PyObject *msg = FL_FUT(self)->cancel_msg;
+    return Py_NewRef(msg ? msg : Py_None);
+}
+
+static int
+set_cancel_message(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    Py_XSETREF(FL_FUT(self)->cancel_msg, value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+get_log_traceback(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(FL_FUT(self)->log_tb);
+}
+
+static int
+set_log_traceback(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    if (truth) {
+        PyErr_SetString(PyExc_ValueError, "_log_traceback can only be set to False");
+        return -1;
+    }
+    FL_FUT(self)->log_tb = 0;
+    return 0;
+}
+
+static PyObject *
+get_blocking(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(FL_FUT(self)->blocking);
+}
+
+static int
+set_blocking(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    FL_FUT(self)->blocking = (unsigned char)truth;
+    return 0;
+}
+
+PyGetSetDef fl_future_common_getset[] = {
+    {"_state", get_state, NULL, NULL, NULL},
+    {"_result", get_result_attr, NULL, NULL, NULL},
+    {"_exception", get_exception_attr, NULL, NULL, NULL},
+    {"_loop", get_loop_attr, NULL, NULL, NULL},
+    {"_callbacks", get_callbacks, NULL, NULL, NULL},
+    {"_source_traceback", get_source_traceback, set_source_traceback, NULL, NULL},
+    {"_cancel_message", get_cancel_message, set_cancel_message, NULL, NULL},
+    {"_log_traceback", get_log_traceback, set_log_traceback, NULL, NULL},
+    {"_asyncio_future_blocking", get_blocking, set_blocking, NULL, NULL},
+    {NULL},
+};
+
+static PyType_Slot future_slots[] = {
+    {Py_tp_new, future_tp_new},
+    {Py_tp_init, future_tp_init},
+    {Py_tp_dealloc, fl_future_dealloc},
+    {Py_tp_finalize, future_tp_finalize},
+    {Py_tp_traverse, future_tp_traverse},
+    {Py_tp_clear, future_tp_clear},
+    {Py_tp_repr, future_tp_repr},
+    {Py_tp_iter, fl_future_iter},
+    {Py_am_await, fl_future_iter},
+    {Py_tp_methods, future_methods},
+    {Py_tp_doc, "fastloop's Future, in C; a subclass of asyncio.Future."},
+    {0, NULL},
+};
+
+PyType_Spec fl_future_spec = {
+    .name = "fastloop.Future",
+    .basicsize = 0,     /* set by fl_future_prepare_specs() */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = future_slots,
+};
+
+/* Adds the shared methods and getters to a type made from a spec (a spec
+   takes one methods table, and Task overrides some of Future's). */
+int
+fl_future_add_common(PyTypeObject *type)
+{
+    PyObject *dict = type->tp_dict;
+    for (PyMethodDef *m = fl_future_common_methods; m->ml_name; m++) {
+        if (PyDict_GetItemString(dict, m->ml_name) != NULL) {
+            continue;
+        }
+        PyObject *descr = (m->ml_flags & METH_CLASS)
+            ? PyDescr_NewClassMethod(type, m) : PyDescr_NewMethod(type, m);
+        if (descr == NULL || PyDict_SetItemString(dict, m->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    for (PyGetSetDef *g = fl_future_common_getset; g->name; g++) {
+        if (PyDict_GetItemString(dict, g->name) != NULL) {
+            continue;
+        }
+        PyObject *descr = PyDescr_NewGetSet(type, g);
+        if (descr == NULL || PyDict_SetItemString(dict, g->name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    PyType_Modified(type);
+    return 0;
+}

@@ -1,0 +1,1051 @@
+#include "task.h"
+#include "loop.h"
+#include "handle.h"
+
+/* A task awaiting a fastloop future on a fastloop loop is woken by a C
+   entry in the ready queue: no Handle, no bound method, no attribute lookup.
+   Anything else (a foreign loop, a foreign future) goes through asyncio's
+   generic protocol: loop.call_soon() and add_done_callback(). */
+
+int
+fl_task_check(fl_state *st, PyObject *obj)
+{
+    return Py_IS_TYPE(obj, st->task_type)
+           || PyType_IsSubtype(Py_TYPE(obj), st->task_type);
+}
+
+static fl_state *
+task_state(PyObject *task)
+{
+    FlLoop *loop = FL_FUT(task)->fl_loop;
+    return loop ? loop->state : fl_state_from_type(Py_TYPE(task));
+}
+
+static int task_step(fl_state *st, PyObject *task, PyObject *exc);
+static int task_cancel(fl_state *st, PyObject *task, PyObject *msg);
+
+/* ---- current task bookkeeping (asyncio.current_task) ---- */
+
+static int
+call2(PyObject *fn, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    PyObject *r = PyObject_Vectorcall(fn, args, 2, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+call1(PyObject *fn, PyObject *a)
+{
+    PyObject *r = PyObject_CallOneArg(fn, a);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- reporting errors of steps run from the ready queue ---- */
+
+/* Like a failing Handle: SystemExit and KeyboardInterrupt stop the loop,
+   anything else goes to the loop's exception handler. */
+static int
+report_step_error(fl_state *st, PyObject *task)
+{
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)
+            || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return -1;
+    }
+    PyObject *exc = fl_err_get_raised();
+    PyObject *r = PyObject_CallFunctionObjArgs(st->helper_task_step_error,
+                                               task, exc, NULL);
+    Py_DECREF(exc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- ready-queue entries ---- */
+
+static int
+run_in_context(fl_state *st, PyObject *task, PyObject *exc)
+{
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *ctx = t->context;
+    if (PyContext_Enter(ctx) < 0) {
+        return report_step_error(st, task);
+    }
+    int r = task_step(st, task, exc);
+    if (r < 0) {
+        PyObject *err = fl_err_get_raised();
+        PyContext_Exit(ctx);
+        fl_err_set_raised(err);
+        return report_step_error(st, task);
+    }
+    if (PyContext_Exit(ctx) < 0) {
+        return report_step_error(st, task);
+    }
+    return 0;
+}
+
+/* A scheduled step (the first, after a bare yield, or with an error). */
+static int
+task_step_entry(FlLoop *loop, PyObject *task)
+{
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *exc = t->step_exc;
+    t->step_exc = NULL;
+    int r = run_in_context(loop->state, task, exc);
+    Py_XDECREF(exc);
+    return r;
+}
+
+/* The future the task waits on is done: what future.result() would raise
+   goes into the coroutine, as asyncio's Task.__wakeup does. */
+static int
+task_wakeup_entry(FlLoop *loop, PyObject *task)
+{
+    fl_state *st = loop->state;
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *fut = t->fut_waiter;
+    PyObject *exc = NULL;
+    if (fut != NULL) {
+        FlFutureFields *f = FL_FUT(fut);
+        Py_INCREF(fut);
+        if (f->state == FL_CANCELLED) {
+            exc = fl_future_make_cancelled_error(st, fut);
+        }
+        else {
+            f->log_tb = 0;
+            if (f->exception != NULL) {
+                exc = Py_NewRef(f->exception);
+                if (f->exception_tb != NULL) {
+                    PyException_SetTraceback(exc, f->exception_tb);
+                }
+            }
+        }
+        Py_DECREF(fut);
+        if (f->state == FL_CANCELLED && exc == NULL) {
+            return report_step_error(st, task);
+        }
+    }
+    int r = run_in_context(st, task, exc);
+    Py_XDECREF(exc);
+    return r;
+}
+
+/* ---- the generic protocol (foreign loops and futures) ---- */
+
+static PyObject *
+py_step(PyObject *task, PyObject *const *args, Py_ssize_t nargs)
+{
+    fl_state *st = task_state(task);
+    PyObject *exc = nargs > 0 && args[0] != Py_None ? args[0] : NULL;
+    if (task_step(st, task, exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_wakeup(PyObject *task, PyObject *future)
+{
+    fl_state *st = task_state(task);
+    PyObject *exc = NULL;
+    if (fl_future_check(st, future)) {
+        PyObject *res = fl_future_result(st, future);
+        if (res == NULL) {
+            exc = fl_err_get_raised();
+        }
+        Py_XDECREF(res);
+    }
+    else {
+        PyObject *res = PyObject_CallMethod(future, "result", NULL);
+        if (res == NULL) {
+            exc = fl_err_get_raised();
+        }
+        Py_XDECREF(res);
+    }
+    int r = task_step(st, task, exc);
+    Py_XDECREF(exc);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef step_def = {
+    "task_step", (PyCFunction)(void (*)(void))py_step, METH_FASTCALL, NULL};
+static PyMethodDef wakeup_def = {
+    "task_wakeup", (PyCFunction)py_wakeup, METH_O, NULL};
+
+PyObject *
+fl_task_wakeup_callable(fl_state *st, PyObject *task)
+{
+    return PyCFunction_New(&wakeup_def, task);
+}
+
+/* Schedules a step, with `exc` thrown in (may be NULL). */
+static int
+schedule_step(fl_state *st, PyObject *task, PyObject *exc)
+{
+    FlTaskFields *t = FL_TASK(task);
+    FlLoop *loop = t->fut.fl_loop;
+    if (loop != NULL) {
+        if (fl_loop_check_closed(loop) < 0) {
+            return -1;
+        }
+        Py_XSETREF(t->step_exc, Py_XNewRef(exc));
+        return fl_ready_push(&loop->ready, task_step_entry, task);
+    }
+    PyObject *step = PyCFunction_New(&step_def, task);
+    if (step == NULL) {
+        return -1;
+    }
+    PyObject *call_soon = PyObject_GetAttrString(t->fut.loop, "call_soon");
+    PyObject *args = exc ? PyTuple_Pack(2, step, exc) : PyTuple_Pack(1, step);
+    PyObject *kw = Py_BuildValue("{sO}", "context", t->context);
+    PyObject *r = (call_soon && args && kw) ? PyObject_Call(call_soon, args, kw) : NULL;
+    Py_XDECREF(call_soon);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_DECREF(step);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+schedule_step_error(fl_state *st, PyObject *task, PyObject *message)
+{
+    if (message == NULL) {
+        return -1;
+    }
+    PyObject *exc = PyObject_CallOneArg(PyExc_RuntimeError, message);
+    Py_DECREF(message);
+    if (exc == NULL) {
+        return -1;
+    }
+    int r = schedule_step(st, task, exc);
+    Py_DECREF(exc);
+    return r;
+}
+
+/* ---- what the coroutine yielded ---- */
+
+/* Calls waiter.cancel(msg): a Task's own cancel() when it is a Task. */
+static int
+cancel_waiter(fl_state *st, PyObject *waiter, PyObject *msg)
+{
+    if (fl_task_check(st, waiter)) {
+        return task_cancel(st, waiter, msg);
+    }
+    if (fl_future_check(st, waiter)) {
+        return fl_future_cancel(st, waiter, msg);
+    }
+    PyObject *cancel = PyObject_GetAttrString(waiter, "cancel");
+    if (cancel == NULL) {
+        return -1;
+    }
+    PyObject *kw = Py_BuildValue("{sO}", "msg", msg ? msg : Py_None);
+    PyObject *empty = PyTuple_New(0);
+    PyObject *r = (kw && empty) ? PyObject_Call(cancel, empty, kw) : NULL;
+    Py_XDECREF(kw);
+    Py_XDECREF(empty);
+    Py_DECREF(cancel);
+    if (r == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return truth;
+}
+
+static PyObject *
+loop_of_future(PyObject *fut)
+{
+    PyObject *loop = PyObject_CallMethod(fut, "get_loop", NULL);
+    if (loop == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        loop = PyObject_GetAttrString(fut, "_loop");
+    }
+    return loop;
+}
+
+/* The task now waits for `fut`, which it owns a reference to. */
+static int
+wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
+{
+    FlTaskFields *t = FL_TASK(task);
+    int r;
+    if (ours && t->fut.fl_loop != NULL) {
+        FL_FUT(fut)->blocking = 0;
+        r = fl_future_add_callback(st, fut, task, NULL, task_wakeup_entry);
+    }
+    else {
+        if (ours) {
+            FL_FUT(fut)->blocking = 0;
+        }
+        else if (PyObject_SetAttrString(fut, "_asyncio_future_blocking", Py_False) < 0) {
+            Py_DECREF(fut);
+            return -1;
+        }
+        PyObject *wakeup = fl_task_wakeup_callable(st, task);
+        if (wakeup == NULL) {
+            Py_DECREF(fut);
+            return -1;
+        }
+        if (ours) {
+            r = fl_future_add_callback(st, fut, wakeup, t->context, NULL);
+        }
+        else {
+            PyObject *add = PyObject_GetAttrString(fut, "add_done_callback");
+            PyObject *args = PyTuple_Pack(1, wakeup);
+            PyObject *kw = Py_BuildValue("{sO}", "context", t->context);
+            PyObject *res = (add && args && kw) ? PyObject_Call(add, args, kw) : NULL;
+            Py_XDECREF(add);
+            Py_XDECREF(args);
+            Py_XDECREF(kw);
+            Py_XDECREF(res);
+            r = res ? 0 : -1;
+        }
+        Py_DECREF(wakeup);
+    }
+    if (r < 0) {
+        Py_DECREF(fut);
+        return -1;
+    }
+    Py_XSETREF(t->fut_waiter, fut);
+    if (t->must_cancel) {
+        int c = cancel_waiter(st, fut, t->fut.cancel_msg);
+        if (c < 0) {
+            return -1;
+        }
+        if (c) {
+            t->must_cancel = 0;
+        }
+    }
+    return 0;
+}
+
+/* Acts on a value the coroutine yielded (a new reference, consumed). */
+static int
+handle_yield(fl_state *st, PyObject *task, PyObject *result)
+{
+    FlTaskFields *t = FL_TASK(task);
+    if (result == Py_None) {
+        /* A bare yield (asyncio.sleep(0)): step again soon. */
+        Py_DECREF(result);
+        return schedule_step(st, task, NULL);
+    }
+    int ours = fl_future_check(st, result);
+    PyObject *blocking;
+    if (ours) {
+        blocking = Py_NewRef(FL_FUT(result)->blocking ? Py_True : Py_False);
+    }
+    else {
+        blocking = PyObject_GetAttrString(result, "_asyncio_future_blocking");
+        if (blocking == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                Py_DECREF(result);
+                return -1;
+            }
+            PyErr_Clear();
+        }
+    }
+
+    if (blocking != NULL && blocking != Py_None) {
+        PyObject *loop = ours ? Py_NewRef(FL_FUT(result)->loop)
+                              : loop_of_future(result);
+        if (loop == NULL) {
+            Py_DECREF(blocking);
+            Py_DECREF(result);
+            return -1;
+        }
+        int same_loop = loop == t->fut.loop;
+        Py_DECREF(loop);
+        int truth = PyObject_IsTrue(blocking);
+        Py_DECREF(blocking);
+        int r;
+        if (!same_loop) {
+            r = schedule_step_error(st, task, PyUnicode_FromFormat(
+                "Task %R got Future %R attached to a different loop", task, result));
+        }
+        else if (truth < 0) {
+            r = -1;
+        }
+        else if (truth && result == task) {
+            r = schedule_step_error(st, task, PyUnicode_FromFormat(
+                "Task cannot await on itself: %R", task));
+        }
+        else if (truth) {
+            return wait_for(st, task, result, ours);
+        }
+        else {
+            r = schedule_step_error(st, task, PyUnicode_FromFormat(
+                "yield was used instead of yield from in task %R with %R",
+                task, result));
+        }
+        Py_DECREF(result);
+        return r;
+    }
+    Py_XDECREF(blocking);
+
+    int r;
+    if (PyGen_CheckExact(result)) {
+        r = schedule_step_error(st, task, PyUnicode_FromFormat(
+            "yield was used instead of yield from for generator in task %R with %R",
+            task, result));
+    }
+    else {
+        r = schedule_step_error(st, task, PyUnicode_FromFormat(
+            "Task got bad yield: %R", result));
+    }
+    Py_DECREF(result);
+    return r;
+}
+
+/* ---- the step ---- */
+
+/* Sends into (or throws `exc`, consumed, into) the coroutine and settles
+   the task from what comes back. */
+static int
+step_run_and_handle_result(fl_state *st, PyObject *task, PyObject *exc)
+{
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *result = NULL;
+    PySendResult status;
+    if (exc == NULL) {
+        status = PyIter_Send(t->coro, Py_None, &result);
+    }
+    else {
+        result = PyObject_CallMethod(t->coro, "throw", "O", exc);
+        Py_DECREF(exc);
+        if (result != NULL) {
+            status = PYGEN_NEXT;
+        }
+        else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            PyObject *stop = fl_err_get_raised();
+            result = PyObject_GetAttrString(stop, "value");
+            Py_DECREF(stop);
+            if (result == NULL) {
+                return -1;
+            }
+            status = PYGEN_RETURN;
+        }
+        else {
+            status = PYGEN_ERROR;
+        }
+    }
+
+    if (status == PYGEN_RETURN) {
+        int r;
+        if (t->must_cancel) {
+            t->must_cancel = 0;
+            PyObject *msg = Py_XNewRef(t->fut.cancel_msg);
+            r = fl_future_cancel(st, task, msg);
+            Py_XDECREF(msg);
+        }
+        else {
+            r = fl_future_set_result(st, task, result);
+        }
+        Py_DECREF(result);
+        return r < 0 ? -1 : 0;
+    }
+    if (status == PYGEN_ERROR) {
+        PyObject *err = fl_err_get_raised();
+        if (PyErr_GivenExceptionMatches(err, st->cancelled_error)) {
+            Py_XSETREF(t->fut.cancelled_exc, err);
+            return fl_future_cancel(st, task, NULL) < 0 ? -1 : 0;
+        }
+        int fatal = PyErr_GivenExceptionMatches(err, PyExc_KeyboardInterrupt)
+                    || PyErr_GivenExceptionMatches(err, PyExc_SystemExit);
+        int r = fl_future_set_exception(st, task, err);
+        if (r == 0 && fatal) {
+            fl_err_set_raised(err);     /* set, and raised again */
+            return -1;
+        }
+        Py_DECREF(err);
+        return r;
+    }
+    return handle_yield(st, task, result);
+}
+
+static int
+task_step(fl_state *st, PyObject *task, PyObject *exc)
+{
+    FlTaskFields *t = FL_TASK(task);
+    if (t->fut.state != FL_PENDING) {
+        PyErr_Format(st->invalid_state_error, "_step(): already done: %R, %R",
+                     task, exc ? exc : Py_None);
+        return -1;
+    }
+    Py_XINCREF(exc);
+    if (t->must_cancel) {
+        if (exc == NULL || !PyErr_GivenExceptionMatches(exc, st->cancelled_error)) {
+            Py_XSETREF(exc, fl_future_make_cancelled_error(st, task));
+            if (exc == NULL) {
+                return -1;
+            }
+        }
+        t->must_cancel = 0;
+    }
+    Py_CLEAR(t->fut_waiter);
+
+    PyObject *loop = t->fut.loop;
+    Py_INCREF(loop);
+    Py_INCREF(task);
+    int r = call2(st->enter_task, loop, task);
+    if (r < 0) {
+        Py_XDECREF(exc);
+    }
+    else {
+        r = step_run_and_handle_result(st, task, exc);
+        PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
+        if (call2(st->leave_task, loop, task) < 0) {
+            if (err != NULL) {
+                PyObject *leave_err = fl_err_get_raised();
+                PyException_SetContext(leave_err, err);
+                err = leave_err;
+            }
+            else {
+                err = fl_err_get_raised();
+            }
+            r = -1;
+        }
+        if (err != NULL) {
+            fl_err_set_raised(err);
+        }
+    }
+    Py_DECREF(task);
+    Py_DECREF(loop);
+    return r;
+}
+
+/* ---- eager start (3.12+) ---- */
+
+static int
+loop_is_running(PyObject *loop, FlLoop *fl_loop)
+{
+    if (fl_loop != NULL) {
+        return fl_loop->running;
+    }
+    PyObject *r = PyObject_CallMethod(loop, "is_running", NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return truth;
+}
+
+static PyObject *
+swap_current(fl_state *st, PyObject *loop, PyObject *task)
+{
+    PyObject *args[2] = {loop, task};
+    return PyObject_Vectorcall(st->swap_current_task, args, 2, NULL);
+}
+
+static int
+eager_start(fl_state *st, PyObject *task)
+{
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *loop = Py_NewRef(t->fut.loop);
+    PyObject *prev = swap_current(st, loop, task);
+    if (prev == NULL) {
+        Py_DECREF(loop);
+        return -1;
+    }
+    int r = call1(st->register_eager_task, task);
+    if (r == 0) {
+        if (PyContext_Enter(t->context) < 0) {
+            r = -1;
+        }
+        else {
+            r = step_run_and_handle_result(st, task, NULL);
+            PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
+            if (PyContext_Exit(t->context) < 0) {
+                r = -1;
+                Py_XDECREF(err);
+                err = NULL;
+            }
+            if (err != NULL) {
+                fl_err_set_raised(err);
+            }
+        }
+        PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
+        if (call1(st->unregister_eager_task, task) < 0 && err == NULL) {
+            err = fl_err_get_raised();
+            r = -1;
+        }
+        if (err != NULL) {
+            fl_err_set_raised(err);
+        }
+    }
+    PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
+    PyObject *cur = swap_current(st, loop, prev);
+    Py_DECREF(prev);
+    Py_DECREF(loop);
+    if (cur == NULL) {
+        Py_XDECREF(err);
+        return -1;
+    }
+    Py_DECREF(cur);
+    if (t->fut.state != FL_PENDING) {
+        Py_CLEAR(t->coro);
+    }
+    else if (call1(st->register_task, task) < 0) {
+        Py_XDECREF(err);
+        return -1;
+    }
+    if (err != NULL) {
+        fl_err_set_raised(err);
+        return -1;
+    }
+    return r;
+}
+
+/* ---- construction ---- */
+
+static int
+is_coroutine(fl_state *st, PyObject *coro)
+{
+    if (PyCoro_CheckExact(coro)) {
+        return 1;
+    }
+    PyObject *r = PyObject_CallOneArg(st->iscoroutine, coro);
+    if (r == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return truth;
+}
+
+static void
+task_clear_fields(PyObject *task)
+{
+    FlTaskFields *t = FL_TASK(task);
+    Py_CLEAR(t->coro);
+    Py_CLEAR(t->context);
+    Py_CLEAR(t->name);
+    Py_CLEAR(t->fut_waiter);
+    Py_CLEAR(t->step_exc);
+}
+
+static int
+task_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    static char *kwlist[] = {"coro", "loop", "name", "context", "eager_start", NULL};
+    const char *format = "O|$OOOp:Task";
+#elif PY_VERSION_HEX >= 0x030B0000
+    static char *kwlist[] = {"coro", "loop", "name", "context", NULL};
+    const char *format = "O|$OOO:Task";
+#else
+    static char *kwlist[] = {"coro", "loop", "name", NULL};
+    const char *format = "O|$OO:Task";
+#endif
+    PyObject *coro, *loop = Py_None, *name = Py_None, *context = Py_None;
+    int eager = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, kwlist, &coro, &loop,
+                                     &name, &context, &eager)) {
+        return -1;
+    }
+    fl_state *st = fl_state_from_type(Py_TYPE(self));
+    if (st == NULL || fl_future_init(st, self, loop) < 0) {
+        return -1;
+    }
+    FlTaskFields *t = FL_TASK(self);
+    task_clear_fields(self);
+    t->must_cancel = 0;
+    t->num_cancels_requested = 0;
+    t->log_destroy_pending = 1;
+    if (t->fut.source_traceback != NULL) {
+        /* Like asyncio: the frame that created the task is the last one. */
+    }
+    int coro_ok = is_coroutine(st, coro);
+    if (coro_ok <= 0) {
+        t->log_destroy_pending = 0;
+        if (coro_ok == 0) {
+            PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
+        }
+        return -1;
+    }
+    if (name == Py_None) {
+        t->name_id = ++st->task_name_counter;
+    }
+    else {
+        t->name = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
+        if (t->name == NULL) {
+            return -1;
+        }
+    }
+    t->coro = Py_NewRef(coro);
+    t->context = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (t->context == NULL) {
+        return -1;
+    }
+    if (eager) {
+        int running = loop_is_running(t->fut.loop, t->fut.fl_loop);
+        if (running < 0) {
+            return -1;
+        }
+        if (running) {
+            return eager_start(st, self);
+        }
+    }
+    /* Registered only once the first step is scheduled, as asyncio does. */
+    if (schedule_step(st, self, NULL) < 0) {
+        return -1;
+    }
+    return call1(st->register_task, self);
+}
+
+static PyObject *
+task_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    return type->tp_alloc(type, 0);
+}
+
+/* ---- cancellation ---- */
+
+static int
+task_cancel(fl_state *st, PyObject *task, PyObject *msg)
+{
+    FlTaskFields *t = FL_TASK(task);
+    t->fut.log_tb = 0;
+    if (t->fut.state != FL_PENDING) {
+        return 0;
+    }
+    t->num_cancels_requested++;
+    if (t->fut_waiter != NULL) {
+        PyObject *waiter = Py_NewRef(t->fut_waiter);
+        int r = cancel_waiter(st, waiter, msg);
+        Py_DECREF(waiter);
+        if (r != 0) {
+            return r;   /* cancelled it (1), or failed (-1) */
+        }
+    }
+    t->must_cancel = 1;
+    Py_XSETREF(t->fut.cancel_msg, msg == NULL || msg == Py_None ? NULL : Py_NewRef(msg));
+    return 1;
+}
+
+static PyObject *
+task_py_cancel(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:cancel", kwlist, &msg)) {
+        return NULL;
+    }
+    if (FL_FUT(self)->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return NULL;
+    }
+    int r = task_cancel(task_state(self), self, msg);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+#if PY_VERSION_HEX >= 0x030B0000
+static PyObject *
+task_cancelling(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(FL_TASK(self)->num_cancels_requested);
+}
+
+static PyObject *
+task_uncancel(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlTaskFields *t = FL_TASK(self);
+    if (t->num_cancels_requested > 0) {
+        t->num_cancels_requested--;
+#if PY_VERSION_HEX >= 0x030D0000
+        if (t->num_cancels_requested == 0) {
+            t->must_cancel = 0;
+        }
+#endif
+    }
+    return PyLong_FromLong(t->num_cancels_requested);
+}
+#endif
+
+/* ---- other methods ---- */
+
+static PyObject *
+task_get_coro(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *coro = FL_TASK(self)->coro;
+    return Py_NewRef(coro ? coro : Py_None);
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+static PyObject *
+task_get_context(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *ctx = FL_TASK(self)->context;
+    return Py_NewRef(ctx ? ctx : Py_None);
+}
+#endif
+
+static PyObject *
+task_get_name(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlTaskFields *t = FL_TASK(self);
+    if (t->name == NULL) {
+        if (t->name_id == 0) {
+            Py_RETURN_NONE;     /* never initialized */
+        }
+        t->name = PyUnicode_FromFormat("Task-%llu", t->name_id);
+        if (t->name == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(t->name);
+}
+
+static PyObject *
+task_set_name(PyObject *self, PyObject *value)
+{
+    PyObject *name = PyUnicode_CheckExact(value) ? Py_NewRef(value) : PyObject_Str(value);
+    if (name == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(FL_TASK(self)->name, name);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+task_set_result(PyObject *self, PyObject *arg)
+{
+    PyErr_SetString(PyExc_RuntimeError, "Task does not support set_result operation");
+    return NULL;
+}
+
+static PyObject *
+task_set_exception(PyObject *self, PyObject *arg)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "Task does not support set_exception operation");
+    return NULL;
+}
+
+static PyObject *
+task_get_stack(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"limit", NULL};
+    PyObject *limit = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:get_stack", kwlist, &limit)) {
+        return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(task_state(self)->helper_task_get_stack,
+                                        self, limit, NULL);
+}
+
+static PyObject *
+task_print_stack(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"limit", "file", NULL};
+    PyObject *limit = Py_None, *file = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:print_stack", kwlist,
+                                     &limit, &file)) {
+        return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(task_state(self)->helper_task_print_stack,
+                                        self, limit, file, NULL);
+}
+
+static PyObject *
+task_tp_repr(PyObject *self)
+{
+    fl_state *st = fl_state_from_type(Py_TYPE(self));
+    if (st == NULL || st->helper_task_repr == NULL) {
+        return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
+    }
+    return PyObject_CallOneArg(st->helper_task_repr, self);
+}
+
+/* ---- attributes ---- */
+
+static PyObject *
+get_coro_attr(PyObject *self, void *closure)
+{
+    return task_get_coro(self, NULL);
+}
+
+static PyObject *
+get_fut_waiter(PyObject *self, void *closure)
+{
+    PyObject *w = FL_TASK(self)->fut_waiter;
+    return Py_NewRef(w ? w : Py_None);
+}
+
+static PyObject *
+get_must_cancel(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(FL_TASK(self)->must_cancel);
+}
+
+static PyObject *
+get_log_destroy_pending(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(FL_TASK(self)->log_destroy_pending);
+}
+
+static int
+set_log_destroy_pending(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    FL_TASK(self)->log_destroy_pending = (unsigned char)truth;
+    return 0;
+}
+
+static PyGetSetDef task_getset[] = {
+    {"_coro", get_coro_attr, NULL, NULL, NULL},
+    {"_fut_waiter", get_fut_waiter, NULL, NULL, NULL},
+    {"_must_cancel", get_must_cancel, NULL, NULL, NULL},
+    {"_log_destroy_pending", get_log_destroy_pending, set_log_destroy_pending, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef task_methods[] = {
+    {"cancel", (PyCFunction)(void (*)(void))task_py_cancel,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_result", task_set_result, METH_O, NULL},
+    {"set_exception", task_set_exception, METH_O, NULL},
+    {"get_coro", task_get_coro, METH_NOARGS, NULL},
+    {"get_name", task_get_name, METH_NOARGS, NULL},
+    {"set_name", task_set_name, METH_O, NULL},
+    {"get_stack", (PyCFunction)(void (*)(void))task_get_stack,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"print_stack", (PyCFunction)(void (*)(void))task_print_stack,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+#if PY_VERSION_HEX >= 0x030B0000
+    {"cancelling", task_cancelling, METH_NOARGS, NULL},
+    {"uncancel", task_uncancel, METH_NOARGS, NULL},
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+    {"get_context", task_get_context, METH_NOARGS, NULL},
+#endif
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- lifetime ---- */
+
+static int
+task_tp_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    FlTaskFields *t = FL_TASK(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(t->coro);
+    Py_VISIT(t->context);
+    Py_VISIT(t->name);
+    Py_VISIT(t->fut_waiter);
+    Py_VISIT(t->step_exc);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        int r = PyObject_VisitManagedDict(self, visit, arg);
+        if (r) {
+            return r;
+        }
+    }
+#endif
+    if (Py_TYPE(self)->tp_dictoffset > 0) {
+        Py_VISIT(*(PyObject **)((char *)self + Py_TYPE(self)->tp_dictoffset));
+    }
+    return fl_future_traverse(self, visit, arg);
+}
+
+static int
+task_tp_clear(PyObject *self)
+{
+    task_clear_fields(self);
+    fl_future_clear(self);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        PyObject_ClearManagedDict(self);
+    }
+#endif
+    if (Py_TYPE(self)->tp_dictoffset > 0) {
+        Py_CLEAR(*(PyObject **)((char *)self + Py_TYPE(self)->tp_dictoffset));
+    }
+    return 0;
+}
+
+static void
+task_tp_finalize(PyObject *self)
+{
+    FlTaskFields *t = FL_TASK(self);
+    if (t->fut.state == FL_PENDING && t->log_destroy_pending && t->fut.loop != NULL) {
+        PyObject *exc = fl_err_get_raised();
+        PyObject *context = PyDict_New();
+        PyObject *message = PyUnicode_FromString("Task was destroyed but it is pending!");
+        PyObject *r = NULL;
+        if (context != NULL && message != NULL
+                && PyDict_SetItemString(context, "task", self) == 0
+                && PyDict_SetItemString(context, "message", message) == 0
+                && (t->fut.source_traceback == NULL
+                    || PyDict_SetItemString(context, "source_traceback",
+                                            t->fut.source_traceback) == 0)) {
+            r = PyObject_CallMethod(t->fut.loop, "call_exception_handler", "O", context);
+        }
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(message);
+        Py_XDECREF(context);
+        if (exc != NULL) {
+            fl_err_set_raised(exc);
+        }
+    }
+    fl_future_finalize_report(self);
+}
+
+static PyType_Slot task_slots[] = {
+    {Py_tp_new, task_tp_new},
+    {Py_tp_init, task_tp_init},
+    {Py_tp_dealloc, fl_future_dealloc},
+    {Py_tp_finalize, task_tp_finalize},
+    {Py_tp_traverse, task_tp_traverse},
+    {Py_tp_clear, task_tp_clear},
+    {Py_tp_repr, task_tp_repr},
+    {Py_tp_iter, fl_future_iter},
+    {Py_am_await, fl_future_iter},
+    {Py_tp_methods, task_methods},
+    {Py_tp_getset, task_getset},
+    {Py_tp_doc, "fastloop's Task, in C; a subclass of asyncio.Task."},
+    {0, NULL},
+};
+
+PyType_Spec fl_task_spec = {
+    .name = "fastloop.Task",
+    .basicsize = 0,     /* set by fl_future_prepare_specs() */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = task_slots,
+};
+
+int
+fl_task_type_ready(PyTypeObject *task_type)
+{
+    return fl_future_add_common(task_type);
+}
