@@ -40,6 +40,7 @@ _core._set_helpers(
     enter_task=_asyncio.tasks._enter_task,
     leave_task=_asyncio.tasks._leave_task,
     register_task=_asyncio.tasks._register_task,
+    task_registry=_helpers.task_registry_set(),
     swap_current_task=getattr(_asyncio.tasks, "_swap_current_task", None),
     register_eager_task=getattr(_asyncio.tasks, "_register_eager_task", None),
     unregister_eager_task=getattr(_asyncio.tasks, "_unregister_eager_task", None),

@@ -101,3 +101,16 @@ def task_step_error(task, exc):
         "exception": exc,
         "task": task,
     })
+
+
+def task_registry_set():
+    """The set of weakrefs inside asyncio's registry of tasks (what
+    all_tasks() reads), when it is a stock WeakSet; None otherwise."""
+    import weakref
+    from asyncio import tasks
+    registry = getattr(tasks, "_scheduled_tasks", None)
+    if registry is None:
+        registry = getattr(tasks, "_all_tasks", None)
+    if type(registry) is weakref.WeakSet and type(registry.data) is set:
+        return registry.data
+    return None

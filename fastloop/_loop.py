@@ -27,7 +27,6 @@ class Loop(_core.LoopCore, _unsupported.NetworkStubs, asyncio.AbstractEventLoop)
         self._default_executor = None
         self._executor_shutdown_called = False
         self._exception_handler = None
-        self._task_factory = None
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
@@ -62,37 +61,6 @@ class Loop(_core.LoopCore, _unsupported.NetworkStubs, asyncio.AbstractEventLoop)
     __repr__ = _Base.__repr__
     if hasattr(_Base, "_do_shutdown"):
         _do_shutdown = _Base._do_shutdown
-
-    def create_future(self):
-        return _core.Future(loop=self)
-
-    if sys.version_info >= (3, 11):
-        def create_task(self, coro, *, name=None, context=None):
-            self._check_closed()
-            if self._task_factory is None:
-                task = _core.Task(coro, loop=self, name=name, context=context)
-                if task._source_traceback:
-                    del task._source_traceback[-1]
-                return task
-            if context is None:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                task.set_name(name)
-            return task
-    else:
-        def create_task(self, coro, *, name=None):
-            self._check_closed()
-            if self._task_factory is None:
-                task = _core.Task(coro, loop=self, name=name)
-                if task._source_traceback:
-                    del task._source_traceback[-1]
-                return task
-            task = self._task_factory(self, coro)
-            if name is not None:
-                task.set_name(name)
-            return task
 
     def _check_callback(self, callback, method):
         _helpers.check_callback(callback, method)

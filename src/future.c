@@ -83,9 +83,46 @@ release_callbacks(fl_fut_callback *cbs, Py_ssize_t n, fl_fut_callback *inline_cb
     }
 }
 
+/* The ready entry of a done callback on a fastloop loop: callback(future)
+   in its context, with no Handle unless something needs one. */
+static int
+callback_entry(FlLoop *loop, fl_ready_item *item)
+{
+    PyObject *fut = item->arg, *callback = item->callback, *ctx = item->context;
+    if (PyContext_CheckExact(ctx) && PyContext_Enter(ctx) == 0) {
+        PyObject *res = PyObject_CallOneArg(callback, fut);
+        if (PyContext_Exit(ctx) < 0) {
+            Py_CLEAR(res);
+        }
+        if (res != NULL) {
+            Py_DECREF(res);
+            return 0;
+        }
+    }
+    /* Cold: an error to report, or a context that is not a Context. Both
+       go through the Handle asyncio would have made. */
+    PyObject *exc = PyErr_Occurred() ? fl_err_get_raised() : NULL;
+    FlHandle *h = fl_handle_new(loop, loop->state->handle_type, callback,
+                                &fut, 1, ctx);
+    if (h == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    int r;
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+        r = fl_handle_report_error(h);
+    }
+    else {
+        r = fl_handle_run(h);
+    }
+    Py_DECREF(h);
+    return r;
+}
+
 /* Runs one done callback soon: in C for a fastloop task waiting on a
-   fastloop loop, through a Handle on a fastloop loop, through the loop's
-   call_soon() otherwise. */
+   fastloop loop, through a C entry on a fastloop loop (a Handle in debug
+   mode, for its reports), through the loop's call_soon() otherwise. */
 static int
 schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
 {
@@ -97,6 +134,10 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
         }
         if (cb->wake != NULL) {
             return fl_ready_push(&loop->ready, cb->wake, cb->fn);
+        }
+        if (!loop->debug && cb->context != NULL) {
+            return fl_ready_push_callback(&loop->ready, callback_entry, self,
+                                          cb->fn, cb->context);
         }
         FlHandle *h = fl_handle_new(loop, st->handle_type, cb->fn, &self, 1,
                                     cb->context);

@@ -111,6 +111,12 @@ fl_handle_run(FlHandle *h)
         Py_DECREF(res);
         return 0;
     }
+    return fl_handle_report_error(h);
+}
+
+int
+fl_handle_report_error(FlHandle *h)
+{
     if (PyErr_ExceptionMatches(PyExc_SystemExit)
             || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return -1;
@@ -135,9 +141,9 @@ fl_handle_run(FlHandle *h)
 }
 
 int
-fl_handle_run_entry(FlLoop *loop, PyObject *handle)
+fl_handle_run_entry(FlLoop *loop, fl_ready_item *item)
 {
-    return fl_handle_run((FlHandle *)handle);
+    return fl_handle_run((FlHandle *)item->arg);
 }
 
 void

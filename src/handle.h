@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include "module.h"
+#include "ready.h"
 
 struct FlLoop;
 
@@ -32,11 +33,15 @@ FlHandle *fl_handle_new(struct FlLoop *loop, PyTypeObject *type,
                         Py_ssize_t nargs, PyObject *context);
 
 /* The ready-queue function that runs a Handle. */
-int fl_handle_run_entry(struct FlLoop *loop, PyObject *handle);
+int fl_handle_run_entry(struct FlLoop *loop, fl_ready_item *item);
 
 /* Runs handle's callback in its context; reports errors through the loop's
    exception handler, except those that must stop the loop. */
 int fl_handle_run(FlHandle *handle);
+
+/* The callback of `handle` raised (the error is set): propagate what must
+   stop the loop (-1), report the rest to the loop's exception handler. */
+int fl_handle_report_error(FlHandle *handle);
 
 void fl_handle_cancel(FlHandle *handle);
 

@@ -1,5 +1,7 @@
 #include "loop.h"
 #include "handle.h"
+#include "future.h"
+#include "task.h"
 #include <structmember.h>
 #include <time.h>
 
@@ -325,6 +327,78 @@ loop_add_callback(FlLoop *self, PyObject *handle)
     Py_RETURN_NONE;
 }
 
+/* ---- futures and tasks ---- */
+
+static PyObject *
+loop_create_future(FlLoop *self, PyObject *Py_UNUSED(ignored))
+{
+    PyTypeObject *type = self->state->future_type;
+    PyObject *fut = type->tp_alloc(type, 0);
+    if (fut != NULL && fl_future_init(self->state, fut, (PyObject *)self) < 0) {
+        Py_CLEAR(fut);
+    }
+    return fut;
+}
+
+/* create_task(coro, *, name=None, context=None); no context= on 3.10. */
+static PyObject *
+loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *name = Py_None, *context = Py_None;
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly 1 positional argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+            name = args[nargs + i];
+        }
+#if PY_VERSION_HEX >= 0x030B0000
+        else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+            context = args[nargs + i];
+        }
+#endif
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "create_task() got an unexpected keyword argument '%S'", key);
+            return NULL;
+        }
+    }
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->task_factory == NULL || self->task_factory == Py_None) {
+        return fl_task_new(self->state, args[0], (PyObject *)self, name, context);
+    }
+    /* A factory is called as each Python version calls it. */
+    PyObject *task;
+    PyObject *call_args[3] = {(PyObject *)self, args[0], context};
+    if (context == Py_None) {
+        task = PyObject_Vectorcall(self->task_factory, call_args, 2, NULL);
+    }
+    else {
+        PyObject *kw = PyTuple_Pack(1, PyUnicode_FromString("context"));
+        task = kw ? PyObject_Vectorcall(self->task_factory, call_args, 2, kw) : NULL;
+        if (kw) {
+            Py_DECREF(PyTuple_GET_ITEM(kw, 0));
+            Py_DECREF(kw);
+        }
+    }
+    if (task != NULL && name != Py_None) {
+        PyObject *r = PyObject_CallMethod(task, "set_name", "O", name);
+        if (r == NULL) {
+            Py_CLEAR(task);
+        }
+        Py_XDECREF(r);
+    }
+    return task;
+}
+
 /* ---- the run loop ---- */
 
 static void
@@ -378,18 +452,18 @@ collect_due_timers(FlLoop *self)
 }
 
 static int
-run_entry_debug(FlLoop *self, fl_ready_item item)
+run_entry_debug(FlLoop *self, fl_ready_item *item)
 {
-    Py_XSETREF(self->current_handle, Py_NewRef(item.arg));
+    Py_XSETREF(self->current_handle, Py_NewRef(item->arg));
     double t0 = fl_loop_time();
-    int r = item.fn(self, item.arg);
+    int r = item->fn(self, item);
     double dt = fl_loop_time() - t0;
     Py_CLEAR(self->current_handle);
     if (r == 0 && dt >= self->slow_callback_duration
             && self->state->helper_slow_callback != NULL) {
         PyObject *secs = PyFloat_FromDouble(dt);
         PyObject *res = secs ? PyObject_CallFunctionObjArgs(
-            self->state->helper_slow_callback, item.arg, secs, NULL) : NULL;
+            self->state->helper_slow_callback, item->arg, secs, NULL) : NULL;
         Py_XDECREF(secs);
         if (res == NULL) {
             return -1;
@@ -407,9 +481,9 @@ run_ready(FlLoop *self)
     size_t ntodo = self->ready.count;
     while (ntodo-- && self->ready.count) {
         fl_ready_item item = fl_ready_pop(&self->ready);
-        int r = self->debug ? run_entry_debug(self, item)
-                            : item.fn(self, item.arg);
-        Py_DECREF(item.arg);
+        int r = self->debug ? run_entry_debug(self, &item)
+                            : item.fn(self, &item);
+        fl_ready_item_release(&item);
         if (r < 0) {
             return -1;
         }
@@ -634,6 +708,7 @@ loop_traverse(FlLoop *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->task_factory);
     if (fl_ready_traverse(&self->ready, visit, arg) < 0
             || fl_timers_traverse(&self->timers, visit, arg) < 0
             || fl_io_traverse(&self->fds, visit, arg) < 0) {
@@ -646,6 +721,7 @@ static int
 loop_clear(FlLoop *self)
 {
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->task_factory);
     fl_ready_clear(&self->ready);
     fl_timers_clear(&self->timers);
     if (self->ev != NULL && !self->running) {
@@ -754,6 +830,9 @@ static PyMethodDef loop_methods[] = {
     {"_check_thread", (PyCFunction)loop_py_check_thread, METH_NOARGS, NULL},
     {"_timer_handle_cancelled", (PyCFunction)loop_timer_handle_cancelled, METH_O, NULL},
     {"_add_callback", (PyCFunction)loop_add_callback, METH_O, NULL},
+    {"create_future", (PyCFunction)loop_create_future, METH_NOARGS, NULL},
+    {"create_task", (PyCFunction)(void (*)(void))loop_create_task,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_write_to_self", (PyCFunction)loop_write_to_self, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -764,6 +843,7 @@ static PyMemberDef loop_members[] = {
     {"_stopping", T_BOOL, offsetof(FlLoop, stopping), 0},
     {"_debug", T_BOOL, offsetof(FlLoop, debug), 0},
     {"_closed", T_BOOL, offsetof(FlLoop, closed), READONLY},
+    {"_task_factory", T_OBJECT, offsetof(FlLoop, task_factory), 0},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(FlLoop, weakreflist), READONLY},
     {NULL},
 };

@@ -34,6 +34,7 @@ typedef struct FlLoop {
     double slow_callback_duration;
     double clock_resolution;
     PyObject *current_handle;   /* debug mode: the handle being run */
+    PyObject *task_factory;     /* _task_factory; NULL or None for fastloop.Task */
 
     PyObject *weakreflist;
     struct FlLoop *next_open;   /* fl_state.open_loops */

@@ -69,6 +69,7 @@ static const struct {
     SLOT("enter_task", enter_task),
     SLOT("leave_task", leave_task),
     SLOT("register_task", register_task),
+    SLOT("task_registry", task_registry),
     SLOT("swap_current_task", swap_current_task),
     SLOT("register_eager_task", register_eager_task),
     SLOT("unregister_eager_task", unregister_eager_task),

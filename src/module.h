@@ -37,6 +37,7 @@ typedef struct {
     PyObject *enter_task;
     PyObject *leave_task;
     PyObject *register_task;
+    PyObject *task_registry;             /* the set inside asyncio's WeakSet, or None */
     PyObject *swap_current_task;         /* 3.12+, else None */
     PyObject *register_eager_task;       /* 3.12+, else None */
     PyObject *unregister_eager_task;     /* 3.12+, else None */

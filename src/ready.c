@@ -29,7 +29,7 @@ fl_ready_clear(fl_ready_queue *q)
     /* Pop before decref: a finalizer may run and touch the queue. */
     while (q->count) {
         fl_ready_item item = fl_ready_pop(q);
-        Py_DECREF(item.arg);
+        fl_ready_item_release(&item);
     }
 }
 
@@ -46,7 +46,10 @@ int
 fl_ready_traverse(fl_ready_queue *q, visitproc visit, void *arg)
 {
     for (size_t i = 0; i < q->count; i++) {
-        Py_VISIT(q->items[(q->head + i) & q->mask].arg);
+        fl_ready_item *item = &q->items[(q->head + i) & q->mask];
+        Py_VISIT(item->arg);
+        Py_VISIT(item->callback);
+        Py_VISIT(item->context);
     }
     return 0;
 }

@@ -12,15 +12,19 @@
 
 struct FlLoop;
 
-/* Runs one entry; owns nothing (the queue drops `arg` afterwards). Returns -1
-   with an exception set only for errors that must stop the loop
-   (SystemExit, KeyboardInterrupt); everything else it reports itself. */
-typedef int (*fl_ready_fn)(struct FlLoop *loop, PyObject *arg);
+typedef struct fl_ready_item fl_ready_item;
 
-typedef struct {
+/* Runs one entry; owns nothing (the queue drops the references afterwards).
+   Returns -1 with an exception set only for errors that must stop the loop
+   (SystemExit, KeyboardInterrupt); everything else it reports itself. */
+typedef int (*fl_ready_fn)(struct FlLoop *loop, fl_ready_item *item);
+
+struct fl_ready_item {
     fl_ready_fn fn;
-    PyObject *arg;              /* a strong reference */
-} fl_ready_item;
+    PyObject *arg;              /* strong references; callback and context */
+    PyObject *callback;         /* are NULL except for a future's done */
+    PyObject *context;          /* callbacks, which need no Handle */
+};
 
 typedef struct {
     fl_ready_item *items;
@@ -46,8 +50,32 @@ fl_ready_push(fl_ready_queue *q, fl_ready_fn fn, PyObject *arg)
     fl_ready_item *item = &q->items[(q->head + q->count) & q->mask];
     item->fn = fn;
     item->arg = Py_NewRef(arg);
+    item->callback = NULL;
+    item->context = NULL;
     q->count++;
     return 0;
+}
+
+/* An entry that calls callback(arg) in context; takes new references. */
+static inline int
+fl_ready_push_callback(fl_ready_queue *q, fl_ready_fn fn, PyObject *arg,
+                       PyObject *callback, PyObject *context)
+{
+    if (fl_ready_push(q, fn, arg) < 0) {
+        return -1;
+    }
+    fl_ready_item *item = &q->items[(q->head + q->count - 1) & q->mask];
+    item->callback = Py_NewRef(callback);
+    item->context = Py_XNewRef(context);
+    return 0;
+}
+
+static inline void
+fl_ready_item_release(fl_ready_item *item)
+{
+    Py_DECREF(item->arg);
+    Py_XDECREF(item->callback);
+    Py_XDECREF(item->context);
 }
 
 /* Removes the oldest entry; the caller owns item->arg. */

@@ -49,6 +49,53 @@ call1(PyObject *fn, PyObject *a)
     return 0;
 }
 
+/* ---- asyncio.all_tasks() registration ---- */
+
+/* asyncio keeps tasks in a WeakSet whose weakrefs call back into Python
+   when a task dies. When that WeakSet is the stock one, fastloop adds a
+   plain weakref to its underlying set and takes it out again when the task
+   is done (all_tasks() skips done tasks anyway): two set operations in C
+   instead of two Python calls per task. */
+static int
+register_task(fl_state *st, PyObject *task)
+{
+    if (st->task_registry == Py_None || !PySet_Check(st->task_registry)) {
+        return call1(st->register_task, task);
+    }
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *ref = PyWeakref_NewRef(task, NULL);
+    if (ref == NULL) {
+        return -1;
+    }
+    if (PySet_Add(st->task_registry, ref) < 0) {
+        Py_DECREF(ref);
+        return -1;
+    }
+    Py_XSETREF(t->registry_ref, ref);
+    return 0;
+}
+
+static void
+unregister_task(fl_state *st, PyObject *task)
+{
+    FlTaskFields *t = FL_TASK(task);
+    PyObject *ref = t->registry_ref;
+    if (ref == NULL) {
+        return;
+    }
+    t->registry_ref = NULL;
+    if (st != NULL && PySet_Check(st->task_registry)) {
+        PyObject *exc = fl_err_get_raised();
+        if (PySet_Discard(st->task_registry, ref) < 0) {
+            PyErr_WriteUnraisable(task);
+        }
+        if (exc != NULL) {
+            fl_err_set_raised(exc);
+        }
+    }
+    Py_DECREF(ref);
+}
+
 /* ---- reporting errors of steps run from the ready queue ---- */
 
 /* Like a failing Handle: SystemExit and KeyboardInterrupt stop the loop,
@@ -96,8 +143,9 @@ run_in_context(fl_state *st, PyObject *task, PyObject *exc)
 
 /* A scheduled step (the first, after a bare yield, or with an error). */
 static int
-task_step_entry(FlLoop *loop, PyObject *task)
+task_step_entry(FlLoop *loop, fl_ready_item *item)
 {
+    PyObject *task = item->arg;
     FlTaskFields *t = FL_TASK(task);
     PyObject *exc = t->step_exc;
     t->step_exc = NULL;
@@ -109,8 +157,9 @@ task_step_entry(FlLoop *loop, PyObject *task)
 /* The future the task waits on is done: what future.result() would raise
    goes into the coroutine, as asyncio's Task.__wakeup does. */
 static int
-task_wakeup_entry(FlLoop *loop, PyObject *task)
+task_wakeup_entry(FlLoop *loop, fl_ready_item *item)
 {
+    PyObject *task = item->arg;
     fl_state *st = loop->state;
     FlTaskFields *t = FL_TASK(task);
     PyObject *fut = t->fut_waiter;
@@ -446,6 +495,9 @@ step_run_and_handle_result(fl_state *st, PyObject *task, PyObject *exc)
         }
     }
 
+    if (status != PYGEN_NEXT) {
+        unregister_task(st, task);      /* the coroutine is finished */
+    }
     if (status == PYGEN_RETURN) {
         int r;
         if (t->must_cancel) {
@@ -602,7 +654,7 @@ eager_start(fl_state *st, PyObject *task)
     if (t->fut.state != FL_PENDING) {
         Py_CLEAR(t->coro);
     }
-    else if (call1(st->register_task, task) < 0) {
+    else if (register_task(st, task) < 0) {
         Py_XDECREF(err);
         return -1;
     }
@@ -634,11 +686,65 @@ static void
 task_clear_fields(PyObject *task)
 {
     FlTaskFields *t = FL_TASK(task);
+    if (t->registry_ref != NULL) {
+        unregister_task(fl_state_from_type(Py_TYPE(task)), task);
+    }
     Py_CLEAR(t->coro);
     Py_CLEAR(t->context);
     Py_CLEAR(t->name);
     Py_CLEAR(t->fut_waiter);
     Py_CLEAR(t->step_exc);
+}
+
+static int
+task_init(fl_state *st, PyObject *self, PyObject *coro, PyObject *loop,
+          PyObject *name, PyObject *context, int eager)
+{
+    if (fl_future_init(st, self, loop) < 0) {
+        return -1;
+    }
+    FlTaskFields *t = FL_TASK(self);
+    task_clear_fields(self);
+    t->must_cancel = 0;
+    t->num_cancels_requested = 0;
+    t->log_destroy_pending = 1;
+    int coro_ok = is_coroutine(st, coro);
+    if (coro_ok <= 0) {
+        t->log_destroy_pending = 0;
+        if (coro_ok == 0) {
+            PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
+        }
+        return -1;
+    }
+    if (name == NULL || name == Py_None) {
+        t->name_id = ++st->task_name_counter;
+    }
+    else {
+        t->name = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
+        if (t->name == NULL) {
+            return -1;
+        }
+    }
+    t->coro = Py_NewRef(coro);
+    t->context = context == NULL || context == Py_None
+                 ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (t->context == NULL) {
+        return -1;
+    }
+    if (eager) {
+        int running = loop_is_running(t->fut.loop, t->fut.fl_loop);
+        if (running < 0) {
+            return -1;
+        }
+        if (running) {
+            return eager_start(st, self);
+        }
+    }
+    /* Registered only once the first step is scheduled, as asyncio does. */
+    if (schedule_step(st, self, NULL) < 0) {
+        return -1;
+    }
+    return register_task(st, self);
 }
 
 static int
@@ -661,53 +767,26 @@ task_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     fl_state *st = fl_state_from_type(Py_TYPE(self));
-    if (st == NULL || fl_future_init(st, self, loop) < 0) {
+    if (st == NULL) {
         return -1;
     }
-    FlTaskFields *t = FL_TASK(self);
-    task_clear_fields(self);
-    t->must_cancel = 0;
-    t->num_cancels_requested = 0;
-    t->log_destroy_pending = 1;
-    if (t->fut.source_traceback != NULL) {
-        /* Like asyncio: the frame that created the task is the last one. */
+    return task_init(st, self, coro, loop, name, context, eager);
+}
+
+PyObject *
+fl_task_new(fl_state *st, PyObject *coro, PyObject *loop, PyObject *name,
+            PyObject *context)
+{
+    PyTypeObject *type = st->task_type;
+    PyObject *task = type->tp_alloc(type, 0);
+    if (task == NULL) {
+        return NULL;
     }
-    int coro_ok = is_coroutine(st, coro);
-    if (coro_ok <= 0) {
-        t->log_destroy_pending = 0;
-        if (coro_ok == 0) {
-            PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
-        }
-        return -1;
+    if (task_init(st, task, coro, loop, name, context, 0) < 0) {
+        Py_DECREF(task);
+        return NULL;
     }
-    if (name == Py_None) {
-        t->name_id = ++st->task_name_counter;
-    }
-    else {
-        t->name = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
-        if (t->name == NULL) {
-            return -1;
-        }
-    }
-    t->coro = Py_NewRef(coro);
-    t->context = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
-    if (t->context == NULL) {
-        return -1;
-    }
-    if (eager) {
-        int running = loop_is_running(t->fut.loop, t->fut.fl_loop);
-        if (running < 0) {
-            return -1;
-        }
-        if (running) {
-            return eager_start(st, self);
-        }
-    }
-    /* Registered only once the first step is scheduled, as asyncio does. */
-    if (schedule_step(st, self, NULL) < 0) {
-        return -1;
-    }
-    return call1(st->register_task, self);
+    return task;
 }
 
 static PyObject *

@@ -12,6 +12,7 @@ typedef struct {
     unsigned long long name_id;
     PyObject *fut_waiter;
     PyObject *step_exc;         /* thrown into the coroutine at the next step */
+    PyObject *registry_ref;     /* our weakref in asyncio's task registry */
     int num_cancels_requested;
     unsigned char must_cancel;
     unsigned char log_destroy_pending;
@@ -24,6 +25,9 @@ extern PyType_Spec fl_task_spec;
 int fl_task_check(fl_state *st, PyObject *obj);
 /* A callable(future) that wakes `task`: for futures that are not ours. */
 PyObject *fl_task_wakeup_callable(fl_state *st, PyObject *task);
+/* A new fastloop Task, as Task(coro, loop=, name=, context=). */
+PyObject *fl_task_new(fl_state *st, PyObject *coro, PyObject *loop,
+                      PyObject *name, PyObject *context);
 /* Adds Future's shared methods to the Task type once it exists. */
 int fl_task_type_ready(PyTypeObject *task_type);
 
