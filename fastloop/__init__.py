@@ -62,6 +62,9 @@ def run(main, *, debug=None, **kwargs):
                             **kwargs)
     if kwargs:
         raise TypeError(f"run() got unexpected keyword arguments {sorted(kwargs)}")
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError(
+            "fastloop.run() cannot be called from a running event loop")
     if _sys.version_info >= (3, 11):
         with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)

@@ -48,8 +48,11 @@ def callback_error(handle, exc):
 
 
 def slow_callback(handle, seconds):
-    logger.warning("Executing %s took %.3f seconds",
-                   base_events._format_handle(handle), seconds)
+    # A task step runs from the ready queue without a Handle: asyncio shows
+    # such a step as the task itself.
+    text = (base_events._format_handle(handle) if hasattr(handle, "_callback")
+            else repr(handle))
+    logger.warning("Executing %s took %.3f seconds", text, seconds)
 
 
 def extract_stack():

@@ -4,6 +4,22 @@
 #include "task.h"
 
 Py_ssize_t fl_fields_offset;
+PyTypeObject *fl_future_type_g;
+PyTypeObject *fl_task_type_g;
+
+/* Future's methods are bound to asyncio.Future, as in asyncio, so that
+   fastloop.Future.set_result(task, x) works on a fastloop Task (Task is not
+   a subclass of our Future: both extend asyncio's types). Each method checks
+   that it really got one of ours before touching our fields. */
+#define REQUIRE_OURS(self, ret)                                              \
+    do {                                                                     \
+        if (!fl_future_is_ours(self)) {                                      \
+            PyErr_Format(PyExc_TypeError,                                    \
+                         "a fastloop Future or Task is required, not %s",   \
+                         Py_TYPE(self)->tp_name);                            \
+            return ret;                                                      \
+        }                                                                    \
+    } while (0)
 
 int
 fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
@@ -28,12 +44,24 @@ fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
 }
 
 int
-fl_future_check(fl_state *st, PyObject *obj)
+fl_future_is_ours(PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
-    return tp == st->future_type || tp == st->task_type
-           || PyType_IsSubtype(tp, st->future_type)
-           || PyType_IsSubtype(tp, st->task_type);
+    return tp == fl_future_type_g || tp == fl_task_type_g
+           || PyType_IsSubtype(tp, fl_future_type_g)
+           || PyType_IsSubtype(tp, fl_task_type_g);
+}
+
+int
+fl_future_check(fl_state *st, PyObject *obj)
+{
+    return fl_future_is_ours(obj);
+}
+
+int
+fl_future_is_exact(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, fl_future_type_g) || Py_IS_TYPE(obj, fl_task_type_g);
 }
 
 static fl_state *
@@ -369,7 +397,9 @@ PyObject *
 fl_future_make_cancelled_error(fl_state *st, PyObject *self)
 {
     FlFutureFields *f = FL_FUT(self);
-#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.11+ (asyncio's C Future) hands back the CancelledError that
+       cancelled the task; 3.10 makes a new one chained to it. */
+#if PY_VERSION_HEX >= 0x030B0000
     if (f->cancelled_exc != NULL) {
         PyObject *exc = f->cancelled_exc;
         f->cancelled_exc = NULL;
@@ -382,7 +412,7 @@ fl_future_make_cancelled_error(fl_state *st, PyObject *self)
     if (exc == NULL) {
         return NULL;
     }
-#if PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX < 0x030B0000
     if (f->cancelled_exc != NULL) {
         PyException_SetContext(exc, f->cancelled_exc);
         f->cancelled_exc = NULL;
@@ -642,18 +672,14 @@ future_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 static PyObject *
 future_result(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_initialized(self) < 0) {
-        return NULL;
-    }
+    REQUIRE_OURS(self, NULL);
     return fl_future_result(state_of(self), self);
 }
 
 static PyObject *
 future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_initialized(self) < 0) {
-        return NULL;
-    }
+    REQUIRE_OURS(self, NULL);
     FlFutureFields *f = FL_FUT(self);
     fl_state *st = state_of(self);
     if (f->state == FL_CANCELLED) {
@@ -671,6 +697,7 @@ future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 future_py_set_result(PyObject *self, PyObject *result)
 {
+    REQUIRE_OURS(self, NULL);
     if (fl_future_set_result(state_of(self), self, result) < 0) {
         return NULL;
     }
@@ -680,6 +707,7 @@ future_py_set_result(PyObject *self, PyObject *result)
 static PyObject *
 future_py_set_exception(PyObject *self, PyObject *exc)
 {
+    REQUIRE_OURS(self, NULL);
     if (fl_future_set_exception(state_of(self), self, exc) < 0) {
         return NULL;
     }
@@ -690,6 +718,7 @@ static PyObject *
 future_add_done_callback(PyObject *self, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames)
 {
+    REQUIRE_OURS(self, NULL);
     static const char *const kwlist[] = {"", "context", NULL};
     PyObject *fn, *context = Py_None;
     if (nargs == 1 && kwnames == NULL) {
@@ -736,46 +765,98 @@ future_add_done_callback(PyObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* Compares with `fn` on a snapshot, since __eq__ may run any code, the
+   removal of callbacks from this very future included; then filters the
+   list as it is by then, and releases what it removed once the list is
+   consistent again. */
 static PyObject *
 future_remove_done_callback(PyObject *self, PyObject *fn)
 {
+    REQUIRE_OURS(self, NULL);
     if (check_initialized(self) < 0) {
         return NULL;
     }
     FlFutureFields *f = FL_FUT(self);
-    Py_ssize_t kept = 0, removed = 0;
-    /* Compare first (that may run Python code), then compact. */
-    for (Py_ssize_t i = 0; i < f->ncallbacks; i++) {
-        fl_fut_callback cb = f->callbacks[i];
-        int eq = 0;
-        if (cb.wake == NULL) {
-            Py_INCREF(cb.fn);
-            eq = PyObject_RichCompareBool(cb.fn, fn, Py_EQ);
-            Py_DECREF(cb.fn);
-            if (eq < 0) {
-                return NULL;
-            }
+    Py_ssize_t n = f->ncallbacks;
+    if (n == 0) {
+        return PyLong_FromLong(0);
+    }
+    PyObject **matched = PyMem_Calloc(n, sizeof(PyObject *));
+    if (matched == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t nmatched = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        matched[i] = Py_XNewRef(f->callbacks[i].wake ? NULL : f->callbacks[i].fn);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (matched[i] == NULL) {
+            continue;
         }
-        if (i >= f->ncallbacks) {
-            break;      /* the comparison changed the list */
+        int eq = PyObject_RichCompareBool(matched[i], fn, Py_EQ);
+        if (eq < 0) {
+            nmatched = -1;
+            break;
         }
         if (eq) {
-            Py_XDECREF(f->callbacks[i].fn);
-            Py_XDECREF(f->callbacks[i].context);
-            removed++;
+            matched[nmatched++] = matched[i];
         }
         else {
-            f->callbacks[kept++] = f->callbacks[i];
+            Py_DECREF(matched[i]);
+        }
+        if (i >= nmatched) {
+            matched[i] = NULL;
+        }
+    }
+    if (nmatched < 0) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_XDECREF(matched[i]);
+        }
+        PyMem_Free(matched);
+        return NULL;
+    }
+    /* Filter the list as it is now. */
+    fl_fut_callback *removed = PyMem_Malloc(
+        (f->ncallbacks ? f->ncallbacks : 1) * sizeof(fl_fut_callback));
+    if (removed == NULL) {
+        for (Py_ssize_t i = 0; i < nmatched; i++) {
+            Py_DECREF(matched[i]);
+        }
+        PyMem_Free(matched);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t kept = 0, nremoved = 0;
+    for (Py_ssize_t j = 0; j < f->ncallbacks; j++) {
+        fl_fut_callback cb = f->callbacks[j];
+        int match = 0;
+        for (Py_ssize_t i = 0; cb.wake == NULL && i < nmatched && !match; i++) {
+            match = cb.fn == matched[i];
+        }
+        if (match) {
+            removed[nremoved++] = cb;
+        }
+        else {
+            f->callbacks[kept++] = cb;
         }
     }
     f->ncallbacks = kept;
-    return PyLong_FromSsize_t(removed);
+    for (Py_ssize_t i = 0; i < nremoved; i++) {
+        Py_XDECREF(removed[i].fn);
+        Py_XDECREF(removed[i].context);
+    }
+    for (Py_ssize_t i = 0; i < nmatched; i++) {
+        Py_DECREF(matched[i]);
+    }
+    PyMem_Free(removed);
+    PyMem_Free(matched);
+    return PyLong_FromSsize_t(nremoved);
 }
 
 static PyObject *
 future_py_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
+    REQUIRE_OURS(self, NULL);
     PyObject *msg = Py_None;
     if (nargs > 1 || (kwnames != NULL && (PyTuple_GET_SIZE(kwnames) > 1
             || PyUnicode_CompareWithASCIIString(
@@ -802,18 +883,21 @@ future_py_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 future_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
     return PyBool_FromLong(FL_FUT(self)->state == FL_CANCELLED);
 }
 
 static PyObject *
 future_done(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
     return PyBool_FromLong(FL_FUT(self)->state != FL_PENDING);
 }
 
 static PyObject *
 future_get_loop(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
     if (check_initialized(self) < 0) {
         return NULL;
     }
@@ -823,6 +907,7 @@ future_get_loop(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 future_py_make_cancelled_error(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
     return fl_future_make_cancelled_error(state_of(self), self);
 }
 
@@ -830,6 +915,7 @@ future_py_make_cancelled_error(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 future_repr_info(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
     fl_state *st = state_of(self);
     return PyObject_CallOneArg(st->helper_repr_info, self);
 }
@@ -885,6 +971,7 @@ static PyMethodDef future_methods[] = {
 static PyObject *
 get_state(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
     if (FL_FUT(self)->loop == NULL) {
         Py_RETURN_NONE;
@@ -895,24 +982,28 @@ get_state(PyObject *self, void *closure)
 static PyObject *
 get_result_attr(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     return Py_NewRef(FL_FUT(self)->result ? FL_FUT(self)->result : Py_None);
 }
 
 static PyObject *
 get_exception_attr(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     return Py_NewRef(FL_FUT(self)->exception ? FL_FUT(self)->exception : Py_None);
 }
 
 static PyObject *
 get_loop_attr(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     return Py_NewRef(FL_FUT(self)->loop ? FL_FUT(self)->loop : Py_None);
 }
 
 static PyObject *
 get_callbacks(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     FlFutureFields *f = FL_FUT(self);
     if (f->ncallbacks == 0) {
         Py_RETURN_NONE;
@@ -940,6 +1031,7 @@ get_callbacks(PyObject *self, void *closure)
 static PyObject *
 get_source_traceback(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     PyObject *tb = FL_FUT(self)->source_traceback;
     return Py_NewRef(tb ? tb : Py_None);
 }
@@ -947,6 +1039,7 @@ get_source_traceback(PyObject *self, void *closure)
 static int
 set_source_traceback(PyObject *self, PyObject *value, void *closure)
 {
+    REQUIRE_OURS(self, -1);
     Py_XSETREF(FL_FUT(self)->source_traceback,
                value == NULL || value == Py_None ? NULL : Py_NewRef(value));
     return 0;
@@ -955,6 +1048,7 @@ set_source_traceback(PyObject *self, PyObject *value, void *closure)
 static PyObject *
 get_cancel_message(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     PyObject *msg = FL_FUT(self)->cancel_msg;
     return Py_NewRef(msg ? msg : Py_None);
 }
@@ -962,6 +1056,7 @@ get_cancel_message(PyObject *self, void *closure)
 static int
 set_cancel_message(PyObject *self, PyObject *value, void *closure)
 {
+    REQUIRE_OURS(self, -1);
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
         return -1;
@@ -973,12 +1068,14 @@ set_cancel_message(PyObject *self, PyObject *value, void *closure)
 static PyObject *
 get_log_traceback(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     return PyBool_FromLong(FL_FUT(self)->log_tb);
 }
 
 static int
 set_log_traceback(PyObject *self, PyObject *value, void *closure)
 {
+    REQUIRE_OURS(self, -1);
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
         return -1;
@@ -998,12 +1095,14 @@ set_log_traceback(PyObject *self, PyObject *value, void *closure)
 static PyObject *
 get_blocking(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
     return PyBool_FromLong(FL_FUT(self)->blocking);
 }
 
 static int
 set_blocking(PyObject *self, PyObject *value, void *closure)
 {
+    REQUIRE_OURS(self, -1);
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
         return -1;
@@ -1039,7 +1138,6 @@ static PyType_Slot future_slots[] = {
     {Py_tp_repr, future_tp_repr},
     {Py_tp_iter, fl_future_iter},
     {Py_am_await, fl_future_iter},
-    {Py_tp_methods, future_methods},
     {Py_tp_doc, "fastloop's Future, in C; a subclass of asyncio.Future."},
     {0, NULL},
 };
@@ -1053,27 +1151,43 @@ PyType_Spec fl_future_spec = {
 
 /* Adds the shared methods and getters to a type made from a spec (a spec
    takes one methods table, and Task overrides some of Future's). */
-int
-fl_future_add_common(PyTypeObject *type)
+static int
+add_methods(PyTypeObject *type, PyTypeObject *owner, PyMethodDef *methods)
 {
     PyObject *dict = type->tp_dict;
-    for (PyMethodDef *m = fl_future_common_methods; m->ml_name; m++) {
+    for (PyMethodDef *m = methods; m->ml_name; m++) {
         if (PyDict_GetItemString(dict, m->ml_name) != NULL) {
             continue;
         }
         PyObject *descr = (m->ml_flags & METH_CLASS)
-            ? PyDescr_NewClassMethod(type, m) : PyDescr_NewMethod(type, m);
+            ? PyDescr_NewClassMethod(type, m) : PyDescr_NewMethod(owner, m);
         if (descr == NULL || PyDict_SetItemString(dict, m->ml_name, descr) < 0) {
             Py_XDECREF(descr);
             return -1;
         }
         Py_DECREF(descr);
     }
+    return 0;
+}
+
+int
+fl_future_add_common(PyTypeObject *type, int is_task)
+{
+    /* Bound to asyncio.Future: see REQUIRE_OURS. */
+    PyTypeObject *owner = type->tp_base;
+    while (owner->tp_base != NULL && owner->tp_base != &PyBaseObject_Type) {
+        owner = owner->tp_base;
+    }
+    if (add_methods(type, owner, fl_future_common_methods) < 0
+            || (!is_task && add_methods(type, owner, future_methods) < 0)) {
+        return -1;
+    }
+    PyObject *dict = type->tp_dict;
     for (PyGetSetDef *g = fl_future_common_getset; g->name; g++) {
         if (PyDict_GetItemString(dict, g->name) != NULL) {
             continue;
         }
-        PyObject *descr = PyDescr_NewGetSet(type, g);
+        PyObject *descr = PyDescr_NewGetSet(owner, g);
         if (descr == NULL || PyDict_SetItemString(dict, g->name, descr) < 0) {
             Py_XDECREF(descr);
             return -1;

@@ -42,6 +42,8 @@ typedef struct {
 } FlFutureFields;
 
 extern Py_ssize_t fl_fields_offset;
+extern PyTypeObject *fl_future_type_g;    /* set once at module exec */
+extern PyTypeObject *fl_task_type_g;
 
 #define FL_FUT(obj) ((FlFutureFields *)((char *)(obj) + fl_fields_offset))
 
@@ -50,7 +52,11 @@ int fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
                             Py_ssize_t task_fields_size);
 
 /* Is obj a fastloop Future or Task (the types whose fields we own)? */
+int fl_future_is_ours(PyObject *obj);
 int fl_future_check(fl_state *st, PyObject *obj);
+/* Exactly fastloop.Future or Task: a subclass may override methods, so
+   only these take the C fast paths. */
+int fl_future_is_exact(PyObject *obj);
 
 /* Future core, shared with Task. */
 int fl_future_init(fl_state *st, PyObject *self, PyObject *loop);
@@ -72,7 +78,7 @@ int fl_future_loop_debug(PyObject *self);
 
 PyObject *fl_future_iter_new(fl_state *st, PyObject *future);
 /* Adds Future's shared methods and getters to a type (Task) that lacks them. */
-int fl_future_add_common(PyTypeObject *type);
+int fl_future_add_common(PyTypeObject *type, int is_task);
 
 /* Methods, getters and slots Task reuses from Future. */
 extern PyMethodDef fl_future_common_methods[];

@@ -171,7 +171,8 @@ add_future_types(PyObject *module, fl_state *st)
                         &st->future_type, "Future") < 0
             || add_type(module, &fl_task_spec, base_task,
                         &st->task_type, "Task") < 0
-            || fl_future_add_common(st->future_type) < 0
+            || (fl_future_type_g = st->future_type, fl_task_type_g = st->task_type,
+                fl_future_add_common(st->future_type, 0) < 0)
             || fl_task_type_ready(st->task_type) < 0) {
         goto done;
     }

@@ -207,7 +207,7 @@ py_wakeup(PyObject *task, PyObject *future)
 {
     fl_state *st = task_state(task);
     PyObject *exc = NULL;
-    if (fl_future_check(st, future)) {
+    if (fl_future_is_exact(future)) {
         PyObject *res = fl_future_result(st, future);
         if (res == NULL) {
             exc = fl_err_get_raised();
@@ -294,10 +294,10 @@ schedule_step_error(fl_state *st, PyObject *task, PyObject *message)
 static int
 cancel_waiter(fl_state *st, PyObject *waiter, PyObject *msg)
 {
-    if (fl_task_check(st, waiter)) {
+    if (Py_IS_TYPE(waiter, st->task_type)) {
         return task_cancel(st, waiter, msg);
     }
-    if (fl_future_check(st, waiter)) {
+    if (Py_IS_TYPE(waiter, st->future_type)) {
         return fl_future_cancel(st, waiter, msg);
     }
     PyObject *cancel = PyObject_GetAttrString(waiter, "cancel");
@@ -395,7 +395,7 @@ handle_yield(fl_state *st, PyObject *task, PyObject *result)
         Py_DECREF(result);
         return schedule_step(st, task, NULL);
     }
-    int ours = fl_future_check(st, result);
+    int ours = fl_future_is_exact(result);
     PyObject *blocking;
     if (ours) {
         blocking = Py_NewRef(FL_FUT(result)->blocking ? Py_True : Py_False);
@@ -1126,5 +1126,5 @@ PyType_Spec fl_task_spec = {
 int
 fl_task_type_ready(PyTypeObject *task_type)
 {
-    return fl_future_add_common(task_type);
+    return fl_future_add_common(task_type, 1);
 }
