@@ -1,0 +1,203 @@
+"""Bind CPython's test.test_asyncio modules to the implementation under test.
+
+An "implementation" is a small namespace (see child.make_impl):
+
+    impl.new_event_loop()   makes a loop of the implementation
+    impl.policy_class       an event loop policy whose loops are such loops
+    impl.Task, impl.Future  the implementation's own Task/Future types,
+                            or None while it has none
+
+Binding happens in three ways, all in the child process that runs one module:
+
+1. The event loop policy.  Every asyncio.new_event_loop(), asyncio.run(),
+   asyncio.Runner() and IsolatedAsyncioTestCase (3.10-3.13) asks the policy
+   for a loop.  install_policy() installs impl.policy_class and makes
+   asyncio.set_event_loop_policy(None) (which every module's
+   tearDownModule and several tests call) fall back to it again instead
+   of asyncio's default policy.
+
+2. Classes parameterized by implementation (Task/Future, cls,
+   create_event_loop, new_loop): bind_module() adds copies of the C
+   variants bound to impl.Task/impl.Future, and replaces the
+   selector-specific loop classes by one bound to impl.new_event_loop.
+
+3. Two modules build a mocked asyncio.BaseEventLoop by hand (test_runners,
+   test_pep492); their helper is replaced by one that builds a real loop.
+
+Tests that use test_utils.TestCase.new_test_loop() keep asyncio's TestLoop:
+they test asyncio's own Task/Future logic against a virtual clock, not the
+loop.
+"""
+
+import asyncio
+import unittest
+from asyncio import events
+
+
+def install_policy(impl):
+    """Make impl's policy the current and the default event loop policy."""
+    def init_policy():
+        events.set_event_loop_policy(impl.policy_class())
+
+    # get_event_loop_policy() calls this when no policy is set (after
+    # set_event_loop_policy(None)); stock asyncio makes a
+    # DefaultEventLoopPolicy here.
+    events._init_event_loop_policy = init_policy
+    init_policy()
+
+
+def clone_class(mod, template, name, **attrs):
+    """Add to mod a copy of its test class `template`, with attrs replaced.
+
+    Returns the new class, or None if this Python's module has no such
+    template class.
+    """
+    src = getattr(mod, template, None)
+    if src is None:
+        return None
+    ns = {k: v for k, v in vars(src).items()
+          if k not in ('__dict__', '__weakref__')}
+    ns.update(attrs)
+    ns['__qualname__'] = name
+    cls = type(name, src.__bases__, ns)
+    setattr(mod, name, cls)
+    return cls
+
+
+def make_test_class(mod, name, bases, attrs):
+    cls = type(name, bases, dict(attrs, __module__=mod.__name__,
+                                 __qualname__=name))
+    setattr(mod, name, cls)
+    return cls
+
+
+# --- Task/Future-parameterized modules --------------------------------------
+
+def bind_test_tasks(mod, impl):
+    if impl.Task is None or impl.Future is None:
+        return
+    from test.test_asyncio import utils as test_utils
+    clone_class(mod, 'CTask_CFuture_Tests', 'FastloopTask_FastloopFuture_Tests',
+                Task=impl.Task, Future=impl.Future)
+    # add_subclass_tests() derives Task/Future subclasses from the class's
+    # Task/Future when it decorates the class, so decorate a fresh one.
+    if hasattr(mod, 'add_subclass_tests'):
+        cls = make_test_class(
+            mod, 'FastloopTask_FastloopFuture_SubclassTests',
+            (mod.BaseTaskTests, test_utils.TestCase),
+            {'Task': impl.Task, 'Future': impl.Future})
+        mod.add_subclass_tests(cls)
+
+
+def bind_test_futures(mod, impl):
+    if impl.Future is None:
+        return
+    Future = impl.Future
+    SubFuture = type('FastloopSubFuture', (Future,), {})
+    clone_class(mod, 'CFutureTests', 'FastloopFutureTests', cls=Future)
+    clone_class(mod, 'CSubFutureTests', 'FastloopSubFutureTests',
+                cls=SubFuture)
+    clone_class(mod, 'CFutureDoneCallbackTests',
+                'FastloopFutureDoneCallbackTests',
+                _new_future=lambda self: Future(loop=self.loop))
+    clone_class(mod, 'CSubFutureDoneCallbackTests',
+                'FastloopSubFutureDoneCallbackTests',
+                _new_future=lambda self: SubFuture(loop=self.loop))
+    clone_class(mod, 'CFutureInheritanceTests',
+                'FastloopFutureInheritanceTests',
+                _get_future_cls=lambda self: Future)
+
+
+def bind_test_futures2(mod, impl):
+    # FutureTests.cls is a Task class there (it tests task tracebacks/repr).
+    if impl.Task is not None:
+        clone_class(mod, 'CFutureTests', 'FastloopFutureTests', cls=impl.Task)
+
+
+def bind_test_eager_task_factory(mod, impl):
+    if impl.Task is None:
+        return
+    clone_class(mod, 'CEagerTaskFactoryLoopTests',
+                'FastloopEagerTaskFactoryLoopTests', Task=impl.Task)
+    clone_class(mod, 'NonEagerCTaskTests', 'NonEagerFastloopTaskTests',
+                Task=impl.Task)
+    clone_class(mod, 'EagerCTaskTests', 'EagerFastloopTaskTests',
+                Task=impl.Task)
+
+
+# --- modules that build a mocked BaseEventLoop ------------------------------
+
+def bind_test_runners(mod, impl):
+    # BaseTest.new_loop is the loop factory of the policy every test in the
+    # module installs.  Stock: a BaseEventLoop with a mocked selector, plus
+    # a shutdown_asyncgens stub that records it was called (tearDown checks
+    # it).  Here: a real loop with the same stub.
+    def new_loop(self):
+        loop = impl.new_event_loop()
+        loop.shutdown_ag_run = False
+
+        async def shutdown_asyncgens():
+            loop.shutdown_ag_run = True
+        loop.shutdown_asyncgens = shutdown_asyncgens
+        return loop
+
+    mod.BaseTest.new_loop = new_loop
+
+
+def bind_test_pep492(mod, impl):
+    # Stock: a BaseEventLoop with a mocked selector.
+    def setUp(self):
+        super(mod.BaseTest, self).setUp()
+        self.loop = impl.new_event_loop()
+        self.set_event_loop(self.loop)
+
+    mod.BaseTest.setUp = setUp
+
+
+# --- network modules (later issues): one loop class per selector ------------
+
+# module -> (template class, loop factory method, name of the bound class)
+LOOP_CLASSES = {
+    'test_events': ('EPollEventLoopTests', 'create_event_loop',
+                    'FastloopEventLoopTests'),
+    'test_sock_lowlevel': ('EPollEventLoopTests', 'create_event_loop',
+                           'FastloopEventLoopTests'),
+    'test_sendfile': ('EPollEventLoopTests', 'create_event_loop',
+                      'FastloopEventLoopTests'),
+    'test_buffered_proto': ('BufferedProtocolSelectorTests', 'new_loop',
+                            'BufferedProtocolFastloopTests'),
+    'test_server': ('SelectorStartServerTests', 'new_loop',
+                    'FastloopStartServerTests'),
+    'test_sslproto': ('SelectorStartTLSTests', 'new_loop',
+                      'FastloopStartTLSTests'),
+}
+
+
+def bind_loop_classes(mod, impl, template, method, name):
+    """Replace the per-selector test classes by one bound to impl."""
+    clone_class(mod, template, name,
+                **{method: lambda self: impl.new_event_loop()})
+    # The per-selector classes test asyncio's own loops: drop them.
+    for attr, obj in list(vars(mod).items()):
+        if (attr != name and isinstance(obj, type)
+                and issubclass(obj, unittest.TestCase)
+                and method in vars(obj)):
+            delattr(mod, attr)
+
+
+BINDERS = {
+    'test_tasks': bind_test_tasks,
+    'test_futures': bind_test_futures,
+    'test_futures2': bind_test_futures2,
+    'test_eager_task_factory': bind_test_eager_task_factory,
+    'test_runners': bind_test_runners,
+    'test_pep492': bind_test_pep492,
+}
+
+
+def bind_module(mod, impl):
+    short = mod.__name__.rsplit('.', 1)[-1]
+    if short in BINDERS:
+        BINDERS[short](mod, impl)
+    if short in LOOP_CLASSES:
+        bind_loop_classes(mod, impl, *LOOP_CLASSES[short])

@@ -1,0 +1,37 @@
+"""Tests excluded from fastloop's conformance run, by id, with the reason.
+
+Only tests of asyncio's private internals belong here: tests that reach
+into BaseEventLoop/selector internals (_run_once, _selector, _ready,
+_scheduled, _process_events, _sendfile_native, ...) that a loop not derived
+from BaseEventLoop does not have.  A test that fails because fastloop
+behaves differently from asyncio through the public API is a fastloop bug:
+it goes to known_failures/<pyver>.txt, never here.
+
+Ids are "module.Class.test" as printed by run.py.  Excluded tests count as
+skipped.  They apply to --loop fastloop only.  None of the default modules
+(issue 3) needs one; these are all in the --all modules.
+"""
+
+_EVENTS = 'test_events.FastloopEventLoopTests.'
+_SENDFILE = 'test_sendfile.FastloopEventLoopTests.'
+
+EXCLUDED = {
+    _EVENTS + 'test_timeout_rounding':
+        'wraps loop._run_once and reads loop._clock_resolution and '
+        'loop._selector to count BaseEventLoop iterations',
+    _EVENTS + 'test_prompt_cancellation':
+        'ends with loop._stop_serving(sock), a BaseSelectorEventLoop '
+        'internal',
+    _EVENTS + 'test_create_server_multiple_hosts_ipv4':
+        'mocks loop._start_serving/_stop_serving and the socket module of '
+        'BaseEventLoop.create_server',
+    _EVENTS + 'test_create_server_multiple_hosts_ipv6':
+        'mocks loop._start_serving/_stop_serving and the socket module of '
+        'BaseEventLoop.create_server',
+    _SENDFILE + 'test_sendfile_force_fallback':
+        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
+    _SENDFILE + 'test_sendfile_force_unsupported_native':
+        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
+    _SENDFILE + 'test_sendfile_fallback_close_peer_in_the_middle_of_receiving':
+        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
+}
