@@ -183,6 +183,40 @@ done:
     return r;
 }
 
+/* Adds methods to a type made from a spec (whose spec takes one table). */
+int
+fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods)
+{
+    for (PyMethodDef *m = methods; m->ml_name != NULL; m++) {
+        PyObject *descr = PyDescr_NewMethod(type, m);
+        if (descr == NULL
+                || PyDict_SetItemString(type->tp_dict, m->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    PyType_Modified(type);
+    return 0;
+}
+
+/* LoopCore methods that live in the files of their concern (sock.c, ...),
+   one table per file; NULL-terminated. */
+static PyMethodDef *loop_method_tables[] = {
+    NULL,
+};
+
+static int
+add_loop_methods(PyTypeObject *loop_type)
+{
+    for (PyMethodDef **t = loop_method_tables; *t != NULL; t++) {
+        if (fl_type_add_methods(loop_type, *t) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 module_exec(PyObject *module)
 {
@@ -200,6 +234,7 @@ module_exec(PyObject *module)
                         "TimerHandle") < 0
             || add_type(module, &fl_loop_spec, NULL, &st->loop_type,
                         "LoopCore") < 0
+            || add_loop_methods(st->loop_type) < 0
             || add_future_types(module, st) < 0) {
         return -1;
     }

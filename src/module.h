@@ -53,5 +53,6 @@ typedef struct {
 } fl_state;
 
 fl_state *fl_state_from_type(PyTypeObject *type);
+int fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods);
 
 #endif /* FL_MODULE_H */
