@@ -330,7 +330,9 @@ normalize_exception(PyObject *exc)
         PyErr_SetString(PyExc_TypeError, "invalid exception object");
         return NULL;
     }
-#if PY_VERSION_HEX < 0x030C0000
+    /* What asyncio's C Future does: 3.13 wraps any StopIteration in a
+       RuntimeError, earlier versions refuse exactly StopIteration. */
+#if PY_VERSION_HEX < 0x030D0000
     if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
         Py_DECREF(value);
         PyErr_SetString(PyExc_TypeError,

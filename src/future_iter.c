@@ -113,6 +113,14 @@ iter_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (nargs > 1 && PyErr_WarnEx(PyExc_DeprecationWarning,
+                                  "the (type, exc, tb) signature of throw() is "
+                                  "deprecated, use the single-arg signature instead.",
+                                  1) < 0) {
+        return NULL;
+    }
+#endif
     PyObject *type = args[0];
     PyObject *value = nargs > 1 ? args[1] : Py_None;
     PyObject *tb = nargs > 2 ? args[2] : Py_None;
