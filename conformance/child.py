@@ -94,8 +94,13 @@ class Recorder(unittest.TestResult):
         self.out = out
         self.test_timeout = test_timeout
         self.current = {}   # id -> [outcome, detail] for running tests
+        self.pid = os.getpid()
 
     def emit(self, **event):
+        if os.getpid() != self.pid:
+            # A test forked and its child fell through into the runner:
+            # it must not run the rest of the suite a second time.
+            os._exit(70)
         self.out.write(json.dumps(event) + '\n')
         self.out.flush()
 
@@ -177,7 +182,7 @@ def main():
     skip = set()
     if args.skip_file:
         with open(args.skip_file) as f:
-            skip = set(f.read().split())
+            skip = set(f.read().splitlines())
 
     impl = make_impl(args.loop)
     if impl is not None:
@@ -192,7 +197,8 @@ def main():
     plan = []
     for test in iter_tests(unittest.defaultTestLoader.loadTestsFromModule(mod)):
         tid = test_id_of(test)
-        if args.only and not any(tid.startswith(p) for p in args.only):
+        if args.only and not any(tid == p or tid.startswith(p + '.')
+                                 for p in args.only):
             continue
         plan.append(tid)
         if tid not in skip and tid not in excluded:

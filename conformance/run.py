@@ -238,7 +238,8 @@ def parse_args():
     ap = argparse.ArgumentParser(
         description='Run test.test_asyncio against fastloop.')
     ap.add_argument('tests', nargs='*',
-                    help='modules (test_locks) or test id prefixes '
+                    help='modules (test_locks), classes '
+                         '(test_locks.LockTests) or tests '
                          '(test_locks.LockTests.test_repr); '
                          'default: the default module set')
     ap.add_argument('--loop', default='fastloop',

@@ -22,6 +22,7 @@ Task = _core.Task
 
 _core._set_helpers(
     handle_repr=_helpers.handle_repr,
+    handle_repr_info=_helpers.handle_repr_info,
     callback_error=_helpers.callback_error,
     slow_callback=_helpers.slow_callback,
     extract_stack=_helpers.extract_stack,

@@ -19,7 +19,8 @@ def callback_source(callback, args, debug):
     return format_helpers._format_callback_source(callback, args)
 
 
-def handle_repr(handle):
+def handle_repr_info(handle):
+    """asyncio's Handle._repr_info() / TimerHandle._repr_info()."""
     info = [type(handle).__name__]
     if handle._cancelled:
         info.append("cancelled")
@@ -31,7 +32,11 @@ def handle_repr(handle):
     if handle._source_traceback:
         frame = handle._source_traceback[-1]
         info.append(f"created at {frame[0]}:{frame[1]}")
-    return "<{}>".format(" ".join(info))
+    return info
+
+
+def handle_repr(handle):
+    return "<{}>".format(" ".join(handle_repr_info(handle)))
 
 
 def callback_error(handle, exc):

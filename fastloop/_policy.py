@@ -4,8 +4,19 @@ import warnings
 
 from ._loop import Loop
 
-_Base = getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
-    getattr(asyncio.events, "_BaseDefaultEventLoopPolicy")
+def _base_policy():
+    # The platform's default policy (on Unix it also carries the child
+    # watcher API of 3.10-3.13), reached without the module attribute that
+    # newer Pythons deprecate.
+    try:
+        from asyncio.unix_events import _UnixDefaultEventLoopPolicy
+        return _UnixDefaultEventLoopPolicy
+    except ImportError:
+        return (getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None)
+                or asyncio.events._BaseDefaultEventLoopPolicy)
+
+
+_Base = _base_policy()
 
 
 class EventLoopPolicy(_Base):

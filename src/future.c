@@ -130,8 +130,7 @@ callback_entry(FlLoop *loop, fl_ready_item *item)
     /* Cold: an error to report, or a context that is not a Context. Both
        go through the Handle asyncio would have made. */
     PyObject *exc = PyErr_Occurred() ? fl_err_get_raised() : NULL;
-    FlHandle *h = fl_handle_new(loop, loop->state->handle_type, callback,
-                                &fut, 1, ctx);
+    PyObject *h = fl_handle_new(loop, 0, callback, &fut, 1, ctx);
     if (h == NULL) {
         Py_XDECREF(exc);
         return -1;
@@ -167,8 +166,7 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
             return fl_ready_push_callback(&loop->ready, callback_entry, self,
                                           cb->fn, cb->context);
         }
-        FlHandle *h = fl_handle_new(loop, st->handle_type, cb->fn, &self, 1,
-                                    cb->context);
+        PyObject *h = fl_handle_new(loop, 0, cb->fn, &self, 1, cb->context);
         if (h == NULL) {
             return -1;
         }

@@ -1,29 +1,47 @@
 #include "handle.h"
 #include "loop.h"
-#include <structmember.h>
 
-FlHandle *
-fl_handle_new(FlLoop *loop, PyTypeObject *type, PyObject *callback,
+Py_ssize_t fl_handle_offset;
+static PyTypeObject *handle_type_g;
+static PyTypeObject *timer_type_g;
+
+int
+fl_handle_check(PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    return tp == handle_type_g || tp == timer_type_g
+           || PyType_IsSubtype(tp, handle_type_g)
+           || PyType_IsSubtype(tp, timer_type_g);
+}
+
+/* The methods shared by Handle and TimerHandle are bound to asyncio.Handle
+   (TimerHandle is not a subclass of our Handle): each checks that it got
+   one of ours before it touches our fields. */
+#define REQUIRE_OURS(self, ret)                                              \
+    do {                                                                     \
+        if (!fl_handle_check(self)) {                                        \
+            PyErr_Format(PyExc_TypeError,                                    \
+                         "a fastloop Handle is required, not %s",           \
+                         Py_TYPE(self)->tp_name);                            \
+            return ret;                                                      \
+        }                                                                    \
+    } while (0)
+
+PyObject *
+fl_handle_new(FlLoop *loop, int timer, PyObject *callback,
               PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
-    FlHandle *h = PyObject_GC_New(FlHandle, type);
-    if (h == NULL) {
+    PyTypeObject *type = timer ? timer_type_g : handle_type_g;
+    /* tp_alloc zeroes the object and makes room for what the base keeps
+       before it (a managed weakref list on 3.12+). */
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self == NULL) {
         return NULL;
     }
+    FlHandle *h = FL_HANDLE(self);
     h->loop = (FlLoop *)Py_NewRef(loop);
     h->callback = Py_NewRef(callback);
-    h->args = NULL;
-    h->context = NULL;
-    h->source_traceback = NULL;
-    h->repr = NULL;
-    h->weakreflist = NULL;
-    h->cancelled = 0;
-    if (type == loop->state->timer_handle_type) {
-        FlTimerHandle *t = (FlTimerHandle *)h;
-        t->when = 0.0;
-        t->seq = 0;
-        t->scheduled = 0;
-    }
+    h->is_timer = (char)timer;
     if (nargs > 0) {
         h->args = PyTuple_New(nargs);
         if (h->args == NULL) {
@@ -33,14 +51,10 @@ fl_handle_new(FlLoop *loop, PyTypeObject *type, PyObject *callback,
             PyTuple_SET_ITEM(h->args, i, Py_NewRef(args[i]));
         }
     }
-    if (context == NULL || context == Py_None) {
-        h->context = PyContext_CopyCurrent();
-        if (h->context == NULL) {
-            goto error;
-        }
-    }
-    else {
-        h->context = Py_NewRef(context);
+    h->context = (context == NULL || context == Py_None)
+                 ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (h->context == NULL) {
+        goto error;
     }
     if (loop->debug && loop->state->helper_extract_stack) {
         h->source_traceback = PyObject_CallNoArgs(loop->state->helper_extract_stack);
@@ -48,12 +62,10 @@ fl_handle_new(FlLoop *loop, PyTypeObject *type, PyObject *callback,
             goto error;
         }
     }
-    PyObject_GC_Track(h);
-    return h;
+    return self;
 
 error:
-    PyObject_GC_Track(h);
-    Py_DECREF(h);
+    Py_DECREF(self);
     return NULL;
 }
 
@@ -81,8 +93,9 @@ call_context_run(PyObject *context, PyObject *callback, PyObject *const *argv,
 }
 
 int
-fl_handle_run(FlHandle *h)
+fl_handle_run(PyObject *self)
 {
+    FlHandle *h = FL_HANDLE(self);
     if (h->cancelled) {
         return 0;
     }
@@ -111,11 +124,11 @@ fl_handle_run(FlHandle *h)
         Py_DECREF(res);
         return 0;
     }
-    return fl_handle_report_error(h);
+    return fl_handle_report_error(self);
 }
 
 int
-fl_handle_report_error(FlHandle *h)
+fl_handle_report_error(PyObject *self)
 {
     if (PyErr_ExceptionMatches(PyExc_SystemExit)
             || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
@@ -124,13 +137,13 @@ fl_handle_report_error(FlHandle *h)
     /* Like asyncio: every other exception, the context's own errors
        included, goes to the loop's exception handler. */
     PyObject *exc = fl_err_get_raised();
-    PyObject *helper = h->loop->state->helper_callback_error;
+    PyObject *helper = FL_HANDLE(self)->loop->state->helper_callback_error;
     if (helper == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "fastloop helpers are not set");
         Py_DECREF(exc);
         return -1;
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(helper, (PyObject *)h, exc, NULL);
+    PyObject *r = PyObject_CallFunctionObjArgs(helper, self, exc, NULL);
     Py_DECREF(exc);
     if (r == NULL) {
         /* call_exception_handler only lets SystemExit/KeyboardInterrupt out. */
@@ -143,22 +156,23 @@ fl_handle_report_error(FlHandle *h)
 int
 fl_handle_run_entry(FlLoop *loop, fl_ready_item *item)
 {
-    return fl_handle_run((FlHandle *)item->arg);
+    return fl_handle_run(item->arg);
 }
 
 void
-fl_handle_cancel(FlHandle *h)
+fl_handle_cancel(PyObject *self)
 {
+    FlHandle *h = FL_HANDLE(self);
     if (h->cancelled) {
         return;
     }
-    if (Py_TYPE(h) == h->loop->state->timer_handle_type) {
-        fl_loop_timer_cancelled(h->loop, (FlTimerHandle *)h);
+    if (h->is_timer) {
+        fl_loop_timer_cancelled(h->loop, self);
     }
     h->cancelled = 1;
     if (h->loop->debug && h->repr == NULL) {
         /* Keep what the callback was, for "Executing <Handle ...> took". */
-        h->repr = PyObject_Repr((PyObject *)h);
+        h->repr = PyObject_Repr(self);
         if (h->repr == NULL) {
             PyErr_Clear();
         }
@@ -189,59 +203,81 @@ handle_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (tuple == NULL) {
         return NULL;
     }
-    PyObject *h = (PyObject *)fl_handle_new(
-        (FlLoop *)loop, type, callback, &PyTuple_GET_ITEM(tuple, 0),
-        PyTuple_GET_SIZE(tuple), context);
+    PyObject *h = fl_handle_new((FlLoop *)loop, 0, callback,
+                                &PyTuple_GET_ITEM(tuple, 0),
+                                PyTuple_GET_SIZE(tuple), context);
     Py_DECREF(tuple);
     return h;
+}
+
+/* __new__ did the work; this only keeps asyncio.Handle.__init__ away. */
+static int
+handle_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return 0;
 }
 
 /* ---- Python-visible methods ---- */
 
 static PyObject *
-handle_cancel(FlHandle *h, PyObject *Py_UNUSED(ignored))
+handle_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    fl_handle_cancel(h);
+    REQUIRE_OURS(self, NULL);
+    fl_handle_cancel(self);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-handle_cancelled(FlHandle *h, PyObject *Py_UNUSED(ignored))
+handle_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(h->cancelled);
+    REQUIRE_OURS(self, NULL);
+    return PyBool_FromLong(FL_HANDLE(self)->cancelled);
 }
 
 static PyObject *
-handle_get_context(FlHandle *h, PyObject *Py_UNUSED(ignored))
+handle_get_context(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_NewRef(h->context);
+    REQUIRE_OURS(self, NULL);
+    return Py_NewRef(FL_HANDLE(self)->context);
 }
 
 static PyObject *
-handle_py_run(FlHandle *h, PyObject *Py_UNUSED(ignored))
+handle_py_run(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (fl_handle_run(h) < 0) {
+    REQUIRE_OURS(self, NULL);
+    if (fl_handle_run(self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-handle_repr(FlHandle *h)
+handle_repr_info(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
+    REQUIRE_OURS(self, NULL);
+    return PyObject_CallOneArg(FL_HANDLE(self)->loop->state->helper_handle_repr_info,
+                               self);
+}
+
+static PyObject *
+handle_repr(PyObject *self)
+{
+    FlHandle *h = FL_HANDLE(self);
     if (h->repr != NULL) {
         return Py_NewRef(h->repr);
     }
     PyObject *helper = h->loop->state->helper_handle_repr;
     if (helper == NULL) {
-        return PyUnicode_FromFormat("<%s>", Py_TYPE(h)->tp_name);
+        return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
     }
-    return PyObject_CallOneArg(helper, (PyObject *)h);
+    return PyObject_CallOneArg(helper, self);
 }
 
 static PyObject *
-handle_get_args(FlHandle *h, void *closure)
+handle_get_args(PyObject *self, void *closure)
 {
+    REQUIRE_OURS(self, NULL);
+    FlHandle *h = FL_HANDLE(self);
     if (h->args != NULL) {
         return Py_NewRef(h->args);
     }
@@ -252,53 +288,64 @@ handle_get_args(FlHandle *h, void *closure)
 }
 
 static PyObject *
-handle_get_callback(FlHandle *h, void *closure)
+handle_get_callback(PyObject *self, void *closure)
 {
-    return Py_NewRef(h->callback ? h->callback : Py_None);
+    REQUIRE_OURS(self, NULL);
+    PyObject *cb = FL_HANDLE(self)->callback;
+    return Py_NewRef(cb ? cb : Py_None);
 }
 
 static PyObject *
-handle_get_cancelled(FlHandle *h, void *closure)
+handle_get_cancelled(PyObject *self, void *closure)
 {
-    return PyBool_FromLong(h->cancelled);
+    REQUIRE_OURS(self, NULL);
+    return PyBool_FromLong(FL_HANDLE(self)->cancelled);
 }
 
 static PyObject *
-handle_get_source_traceback(FlHandle *h, void *closure)
+handle_get_source_traceback(PyObject *self, void *closure)
 {
-    return Py_NewRef(h->source_traceback ? h->source_traceback : Py_None);
+    REQUIRE_OURS(self, NULL);
+    PyObject *tb = FL_HANDLE(self)->source_traceback;
+    return Py_NewRef(tb ? tb : Py_None);
 }
 
 static int
-handle_set_source_traceback(FlHandle *h, PyObject *value, void *closure)
+handle_set_source_traceback(PyObject *self, PyObject *value, void *closure)
 {
-    Py_XSETREF(h->source_traceback,
+    REQUIRE_OURS(self, -1);
+    Py_XSETREF(FL_HANDLE(self)->source_traceback,
                (value == NULL || value == Py_None) ? NULL : Py_NewRef(value));
     return 0;
 }
 
 static PyObject *
-handle_get_loop(FlHandle *h, void *closure)
+handle_get_loop(PyObject *self, void *closure)
 {
-    return Py_NewRef((PyObject *)h->loop);
+    REQUIRE_OURS(self, NULL);
+    return Py_NewRef((PyObject *)FL_HANDLE(self)->loop);
 }
 
 static PyObject *
-handle_get_context_attr(FlHandle *h, void *closure)
+handle_get_context_attr(PyObject *self, void *closure)
 {
-    return Py_NewRef(h->context);
+    REQUIRE_OURS(self, NULL);
+    return Py_NewRef(FL_HANDLE(self)->context);
 }
 
 static PyObject *
-handle_get_repr_attr(FlHandle *h, void *closure)
+handle_get_repr_attr(PyObject *self, void *closure)
 {
-    return Py_NewRef(h->repr ? h->repr : Py_None);
+    REQUIRE_OURS(self, NULL);
+    PyObject *r = FL_HANDLE(self)->repr;
+    return Py_NewRef(r ? r : Py_None);
 }
 
 static int
-handle_traverse(FlHandle *h, visitproc visit, void *arg)
+handle_traverse(PyObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(h));
+    FlHandle *h = FL_HANDLE(self);
+    Py_VISIT(Py_TYPE(self));
     Py_VISIT(h->loop);
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
@@ -309,8 +356,9 @@ handle_traverse(FlHandle *h, visitproc visit, void *arg)
 }
 
 static int
-handle_clear(FlHandle *h)
+handle_clear(PyObject *self)
 {
+    FlHandle *h = FL_HANDLE(self);
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
     Py_CLEAR(h->context);
@@ -321,59 +369,54 @@ handle_clear(FlHandle *h)
 }
 
 static void
-handle_dealloc(FlHandle *h)
+handle_dealloc(PyObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(h);
-    PyObject_GC_UnTrack(h);
-    if (h->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)h);
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (tp->tp_weaklistoffset != 0) {
+        PyObject_ClearWeakRefs(self);
     }
-    handle_clear(h);
-    tp->tp_free(h);
+    handle_clear(self);
+    tp->tp_free(self);
     Py_DECREF(tp);
 }
 
+/* Shared by both types, bound to asyncio.Handle. */
 static PyMethodDef handle_methods[] = {
-    {"cancel", (PyCFunction)handle_cancel, METH_NOARGS, NULL},
-    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS, NULL},
-    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, NULL},
-    {"_run", (PyCFunction)handle_py_run, METH_NOARGS, NULL},
+    {"cancel", handle_cancel, METH_NOARGS, NULL},
+    {"cancelled", handle_cancelled, METH_NOARGS, NULL},
+    {"get_context", handle_get_context, METH_NOARGS, NULL},
+    {"_run", handle_py_run, METH_NOARGS, NULL},
+    {"_repr_info", handle_repr_info, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef handle_getset[] = {
-    {"_callback", (getter)handle_get_callback, NULL, NULL, NULL},
-    {"_args", (getter)handle_get_args, NULL, NULL, NULL},
-    {"_cancelled", (getter)handle_get_cancelled, NULL, NULL, NULL},
-    {"_loop", (getter)handle_get_loop, NULL, NULL, NULL},
-    {"_context", (getter)handle_get_context_attr, NULL, NULL, NULL},
-    {"_repr", (getter)handle_get_repr_attr, NULL, NULL, NULL},
-    {"_source_traceback", (getter)handle_get_source_traceback,
-     (setter)handle_set_source_traceback, NULL, NULL},
-    {NULL},
-};
-
-static PyMemberDef handle_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlHandle, weakreflist), READONLY},
+    {"_callback", handle_get_callback, NULL, NULL, NULL},
+    {"_args", handle_get_args, NULL, NULL, NULL},
+    {"_cancelled", handle_get_cancelled, NULL, NULL, NULL},
+    {"_loop", handle_get_loop, NULL, NULL, NULL},
+    {"_context", handle_get_context_attr, NULL, NULL, NULL},
+    {"_repr", handle_get_repr_attr, NULL, NULL, NULL},
+    {"_source_traceback", handle_get_source_traceback,
+     handle_set_source_traceback, NULL, NULL},
     {NULL},
 };
 
 static PyType_Slot handle_slots[] = {
     {Py_tp_new, handle_tp_new},
+    {Py_tp_init, handle_tp_init},
     {Py_tp_dealloc, handle_dealloc},
     {Py_tp_traverse, handle_traverse},
     {Py_tp_clear, handle_clear},
     {Py_tp_repr, handle_repr},
-    {Py_tp_methods, handle_methods},
-    {Py_tp_getset, handle_getset},
-    {Py_tp_members, handle_members},
     {Py_tp_doc, "Object returned by callback registration methods."},
     {0, NULL},
 };
 
-PyType_Spec fl_handle_spec = {
+static PyType_Spec handle_spec = {
     .name = "fastloop.Handle",
-    .basicsize = sizeof(FlHandle),
+    .basicsize = 0,     /* set from asyncio's layout at module exec */
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = handle_slots,
 };
@@ -381,28 +424,28 @@ PyType_Spec fl_handle_spec = {
 /* ---- TimerHandle ---- */
 
 static PyObject *
-timer_when(FlTimerHandle *t, PyObject *Py_UNUSED(ignored))
+timer_when(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyFloat_FromDouble(t->when);
+    return PyFloat_FromDouble(FL_TIMER(self)->when);
 }
 
 static PyObject *
-timer_get_when(FlTimerHandle *t, void *closure)
+timer_get_when(PyObject *self, void *closure)
 {
-    return PyFloat_FromDouble(t->when);
+    return PyFloat_FromDouble(FL_TIMER(self)->when);
 }
 
 static PyObject *
-timer_get_scheduled(FlTimerHandle *t, void *closure)
+timer_get_scheduled(PyObject *self, void *closure)
 {
-    return PyBool_FromLong(t->scheduled);
+    return PyBool_FromLong(FL_TIMER(self)->scheduled);
 }
 
 static Py_hash_t
-timer_hash(FlTimerHandle *t)
+timer_hash(PyObject *self)
 {
     /* asyncio hashes a TimerHandle by its deadline. */
-    PyObject *when = PyFloat_FromDouble(t->when);
+    PyObject *when = PyFloat_FromDouble(FL_TIMER(self)->when);
     if (when == NULL) {
         return -1;
     }
@@ -411,58 +454,70 @@ timer_hash(FlTimerHandle *t)
     return hash;
 }
 
+static int
+timers_equal(PyObject *a, PyObject *b)
+{
+    FlTimerHandle *x = FL_TIMER(a), *y = FL_TIMER(b);
+    if (a == b) {
+        return 1;
+    }
+    /* asyncio: equal when all of when, callback, args, cancelled are. */
+    if (x->when != y->when || x->base.cancelled != y->base.cancelled) {
+        return 0;
+    }
+    int eq = PyObject_RichCompareBool(x->base.callback ? x->base.callback : Py_None,
+                                      y->base.callback ? y->base.callback : Py_None,
+                                      Py_EQ);
+    if (eq <= 0) {
+        return eq;
+    }
+    return PyObject_RichCompareBool(x->base.args ? x->base.args : Py_None,
+                                    y->base.args ? y->base.args : Py_None, Py_EQ);
+}
+
 static PyObject *
 timer_richcompare(PyObject *a, PyObject *b, int op)
 {
     if (Py_TYPE(b) != Py_TYPE(a)) {
         Py_RETURN_NOTIMPLEMENTED;
     }
-    FlTimerHandle *x = (FlTimerHandle *)a, *y = (FlTimerHandle *)b;
-    int eq = a == b;
-    if (!eq && op != Py_LT && op != Py_GT) {
-        /* asyncio: equal when all of when, callback, args, cancelled are. */
-        eq = x->when == y->when && x->base.cancelled == y->base.cancelled;
-        if (eq) {
-            eq = PyObject_RichCompareBool(
-                x->base.callback ? x->base.callback : Py_None,
-                y->base.callback ? y->base.callback : Py_None, Py_EQ);
-            if (eq < 0) {
-                return NULL;
-            }
-        }
-        if (eq) {
-            PyObject *ax = x->base.args ? x->base.args : Py_None;
-            PyObject *ay = y->base.args ? y->base.args : Py_None;
-            eq = PyObject_RichCompareBool(ax, ay, Py_EQ);
-            if (eq < 0) {
-                return NULL;
-            }
-        }
+    double wa = FL_TIMER(a)->when, wb = FL_TIMER(b)->when;
+    if (op == Py_LT) {
+        return PyBool_FromLong(wa < wb);
+    }
+    if (op == Py_GT) {
+        return PyBool_FromLong(wa > wb);
+    }
+    int eq = timers_equal(a, b);
+    if (eq < 0) {
+        return NULL;
     }
     switch (op) {
     case Py_EQ: return PyBool_FromLong(eq);
     case Py_NE: return PyBool_FromLong(!eq);
-    case Py_LT: return PyBool_FromLong(x->when < y->when);
-    case Py_GT: return PyBool_FromLong(x->when > y->when);
-    case Py_LE: return PyBool_FromLong(x->when < y->when || eq);
-    case Py_GE: return PyBool_FromLong(x->when > y->when || eq);
+    case Py_LE: return PyBool_FromLong(wa < wb || eq);
+    case Py_GE: return PyBool_FromLong(wa > wb || eq);
     }
     Py_RETURN_NOTIMPLEMENTED;
 }
 
 static PyMethodDef timer_methods[] = {
-    {"when", (PyCFunction)timer_when, METH_NOARGS, NULL},
+    {"when", timer_when, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef timer_getset[] = {
-    {"_when", (getter)timer_get_when, NULL, NULL, NULL},
-    {"_scheduled", (getter)timer_get_scheduled, NULL, NULL, NULL},
+    {"_when", timer_get_when, NULL, NULL, NULL},
+    {"_scheduled", timer_get_scheduled, NULL, NULL, NULL},
     {NULL},
 };
 
 static PyType_Slot timer_slots[] = {
+    {Py_tp_init, handle_tp_init},
+    {Py_tp_dealloc, handle_dealloc},
     {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_repr, handle_repr},
     {Py_tp_methods, timer_methods},
     {Py_tp_getset, timer_getset},
     {Py_tp_hash, timer_hash},
@@ -471,10 +526,98 @@ static PyType_Slot timer_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec fl_timer_handle_spec = {
+static PyType_Spec timer_spec = {
     .name = "fastloop.TimerHandle",
-    .basicsize = sizeof(FlTimerHandle),
+    .basicsize = 0,     /* set from asyncio's layout at module exec */
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE
              | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = timer_slots,
 };
+
+/* ---- type creation ---- */
+
+static int
+add_shared(PyTypeObject *type, PyTypeObject *owner)
+{
+    PyObject *dict = type->tp_dict;
+    for (PyMethodDef *m = handle_methods; m->ml_name; m++) {
+        PyObject *descr = PyDescr_NewMethod(owner, m);
+        if (descr == NULL || PyDict_SetItemString(dict, m->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    for (PyGetSetDef *g = handle_getset; g->name; g++) {
+        PyObject *descr = PyDescr_NewGetSet(owner, g);
+        if (descr == NULL || PyDict_SetItemString(dict, g->name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    PyType_Modified(type);
+    return 0;
+}
+
+static PyObject *
+make_type(PyObject *module, PyType_Spec *spec, PyObject *base,
+          const char *name)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, base);
+    if (type == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, name, type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return type;
+}
+
+int
+fl_handle_add_types(PyObject *module, fl_state *st)
+{
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    if (events == NULL) {
+        return -1;
+    }
+    PyObject *base = PyObject_GetAttrString(events, "Handle");
+    PyObject *timer_base = PyObject_GetAttrString(events, "TimerHandle");
+    Py_DECREF(events);
+    int r = -1;
+    if (base == NULL || timer_base == NULL) {
+        goto done;
+    }
+    if (!PyType_Check(base) || !PyType_Check(timer_base)
+            || ((PyTypeObject *)timer_base)->tp_basicsize
+               < ((PyTypeObject *)base)->tp_basicsize) {
+        PyErr_SetString(PyExc_ImportError, "unexpected asyncio.Handle layout");
+        goto done;
+    }
+    Py_ssize_t align = (Py_ssize_t)sizeof(void *);
+    Py_ssize_t size = ((PyTypeObject *)timer_base)->tp_basicsize;
+    fl_handle_offset = (size + align - 1) / align * align;
+    handle_spec.basicsize = (int)(fl_handle_offset + sizeof(FlHandle));
+    timer_spec.basicsize = (int)(fl_handle_offset + sizeof(FlTimerHandle));
+    PyObject *handle_type = make_type(module, &handle_spec, base, "Handle");
+    PyObject *timer_type = handle_type
+        ? make_type(module, &timer_spec, timer_base, "TimerHandle") : NULL;
+    if (timer_type == NULL) {
+        Py_XDECREF(handle_type);
+        goto done;
+    }
+    st->handle_type = (PyTypeObject *)handle_type;
+    st->timer_handle_type = (PyTypeObject *)timer_type;
+    handle_type_g = st->handle_type;
+    timer_type_g = st->timer_handle_type;
+    if (add_shared(handle_type_g, (PyTypeObject *)base) < 0
+            || add_shared(timer_type_g, (PyTypeObject *)base) < 0) {
+        goto done;
+    }
+    r = 0;
+done:
+    Py_XDECREF(base);
+    Py_XDECREF(timer_base);
+    return r;
+}

@@ -1,4 +1,9 @@
-/* Handle and TimerHandle: what call_soon/call_later/add_reader return. */
+/* Handle and TimerHandle: what call_soon/call_later/add_reader return.
+
+   They subclass asyncio.Handle and asyncio.TimerHandle, so isinstance()
+   checks hold, and, as for Future and Task, keep their own fields after the
+   base's storage (which they never touch), at fl_handle_offset: the same
+   offset for both types, so one piece of code serves both. */
 #ifndef FL_HANDLE_H
 #define FL_HANDLE_H
 
@@ -9,43 +14,50 @@
 struct FlLoop;
 
 typedef struct {
-    PyObject_HEAD
     struct FlLoop *loop;
     PyObject *callback;         /* NULL once cancelled */
     PyObject *args;             /* a tuple; NULL means () */
     PyObject *context;
     PyObject *source_traceback; /* debug mode only */
     PyObject *repr;             /* kept at cancel() in debug mode */
-    PyObject *weakreflist;
     char cancelled;
+    char is_timer;
 } FlHandle;
 
 typedef struct {
     FlHandle base;
     double when;
-    uint64_t seq;               /* FIFO order among equal deadlines */
     char scheduled;             /* still in the loop's timer heap */
 } FlTimerHandle;
 
-/* New handle for callback(*args); context NULL or None copies the current one. */
-FlHandle *fl_handle_new(struct FlLoop *loop, PyTypeObject *type,
-                        PyObject *callback, PyObject *const *args,
-                        Py_ssize_t nargs, PyObject *context);
+extern Py_ssize_t fl_handle_offset;
+
+#define FL_HANDLE(obj) ((FlHandle *)((char *)(obj) + fl_handle_offset))
+#define FL_TIMER(obj) ((FlTimerHandle *)((char *)(obj) + fl_handle_offset))
+
+/* Creates the two types, subclasses of asyncio's, in `module`. */
+int fl_handle_add_types(PyObject *module, fl_state *st);
+
+/* New handle for callback(*args); context NULL or None copies the current
+   one. `timer` makes a TimerHandle. */
+PyObject *fl_handle_new(struct FlLoop *loop, int timer, PyObject *callback,
+                        PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *context);
+
+/* Is obj a fastloop Handle or TimerHandle? */
+int fl_handle_check(PyObject *obj);
 
 /* The ready-queue function that runs a Handle. */
 int fl_handle_run_entry(struct FlLoop *loop, fl_ready_item *item);
 
 /* Runs handle's callback in its context; reports errors through the loop's
    exception handler, except those that must stop the loop. */
-int fl_handle_run(FlHandle *handle);
+int fl_handle_run(PyObject *handle);
 
 /* The callback of `handle` raised (the error is set): propagate what must
    stop the loop (-1), report the rest to the loop's exception handler. */
-int fl_handle_report_error(FlHandle *handle);
+int fl_handle_report_error(PyObject *handle);
 
-void fl_handle_cancel(FlHandle *handle);
-
-extern PyType_Spec fl_handle_spec;
-extern PyType_Spec fl_timer_handle_spec;
+void fl_handle_cancel(PyObject *handle);
 
 #endif /* FL_HANDLE_H */

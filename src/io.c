@@ -113,7 +113,7 @@ io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
         if (h == NULL) {
             continue;
         }
-        if (((FlHandle *)h)->cancelled) {
+        if (FL_HANDLE(h)->cancelled) {
             /* asyncio drops a cancelled reader/writer when its fd fires. */
             PyObject **slot = i == 0 ? &w->reader : &w->writer;
             *slot = NULL;
@@ -185,8 +185,7 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
     if (fd < 0 || check_fd_pollable(fd) < 0) {
         return NULL;
     }
-    FlHandle *h = fl_handle_new(loop, loop->state->handle_type, args[1],
-                                args + 2, nargs - 2, NULL);
+    PyObject *h = fl_handle_new(loop, 0, args[1], args + 2, nargs - 2, NULL);
     if (h == NULL) {
         return NULL;
     }
@@ -197,10 +196,10 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
     }
     PyObject **slot = writing ? &w->writer : &w->reader;
     PyObject *old = *slot;
-    *slot = (PyObject *)h;
+    *slot = h;
     update_watcher(loop, w, 1);
     if (old != NULL) {
-        fl_handle_cancel((FlHandle *)old);
+        fl_handle_cancel(old);
         Py_DECREF(old);
     }
     Py_RETURN_NONE;
@@ -232,7 +231,7 @@ remove_handler(FlLoop *loop, PyObject *fileobj, int writing)
     else {
         update_watcher(loop, w, 0);
     }
-    fl_handle_cancel((FlHandle *)old);
+    fl_handle_cancel(old);
     Py_DECREF(old);
     Py_RETURN_TRUE;
 }

@@ -128,9 +128,9 @@ check_callback(FlLoop *self, PyObject *callback, const char *method)
 }
 
 void
-fl_loop_timer_cancelled(FlLoop *self, FlTimerHandle *timer)
+fl_loop_timer_cancelled(FlLoop *self, PyObject *timer)
 {
-    if (timer->scheduled) {
+    if (FL_TIMER(timer)->scheduled) {
         self->timers.cancelled++;
     }
 }
@@ -178,16 +178,15 @@ static PyObject *
 schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *context)
 {
-    FlHandle *h = fl_handle_new(self, self->state->handle_type, args[0],
-                                args + 1, nargs - 1, context);
+    PyObject *h = fl_handle_new(self, 0, args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
         return NULL;
     }
-    if (fl_ready_push(&self->ready, fl_handle_run_entry, (PyObject *)h) < 0) {
+    if (fl_ready_push(&self->ready, fl_handle_run_entry, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
-    return (PyObject *)h;
+    return h;
 }
 
 static PyObject *
@@ -243,19 +242,16 @@ schedule_at(FlLoop *self, double when, PyObject *const *args,
                         || check_callback(self, args[0], "call_at") < 0)) {
         return NULL;
     }
-    FlTimerHandle *t = (FlTimerHandle *)fl_handle_new(
-        self, self->state->timer_handle_type, args[0], args + 1, nargs - 1,
-        context);
+    PyObject *t = fl_handle_new(self, 1, args[0], args + 1, nargs - 1, context);
     if (t == NULL) {
         return NULL;
     }
-    t->when = when;
-    t->seq = self->timer_seq++;
+    FL_TIMER(t)->when = when;
     if (fl_timers_push(&self->timers, t) < 0) {
         Py_DECREF(t);
         return NULL;
     }
-    return (PyObject *)t;
+    return t;
 }
 
 static PyObject *
@@ -306,8 +302,8 @@ loop_call_at(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
 static PyObject *
 loop_timer_handle_cancelled(FlLoop *self, PyObject *handle)
 {
-    if (Py_TYPE(handle) == self->state->timer_handle_type) {
-        fl_loop_timer_cancelled(self, (FlTimerHandle *)handle);
+    if (fl_handle_check(handle) && FL_HANDLE(handle)->is_timer) {
+        fl_loop_timer_cancelled(self, handle);
     }
     Py_RETURN_NONE;
 }
@@ -316,11 +312,11 @@ loop_timer_handle_cancelled(FlLoop *self, PyObject *handle)
 static PyObject *
 loop_add_callback(FlLoop *self, PyObject *handle)
 {
-    if (!PyObject_TypeCheck(handle, self->state->handle_type)) {
+    if (!fl_handle_check(handle)) {
         PyErr_SetString(PyExc_TypeError, "a fastloop Handle is required");
         return NULL;
     }
-    if (!((FlHandle *)handle)->cancelled
+    if (!FL_HANDLE(handle)->cancelled
             && fl_ready_push(&self->ready, fl_handle_run_entry, handle) < 0) {
         return NULL;
     }
@@ -438,11 +434,10 @@ collect_due_timers(FlLoop *self)
         return 0;
     }
     double end = fl_loop_time() + self->clock_resolution;
-    FlTimerHandle *t;
-    while ((t = fl_timers_peek(&self->timers)) != NULL && t->when < end) {
-        t = fl_timers_pop(&self->timers);
-        int r = t->base.cancelled ? 0 : fl_ready_push(
-            &self->ready, fl_handle_run_entry, (PyObject *)t);
+    while (self->timers.count && fl_timers_first_when(&self->timers) < end) {
+        PyObject *t = fl_timers_pop(&self->timers);
+        int r = FL_HANDLE(t)->cancelled ? 0 : fl_ready_push(
+            &self->ready, fl_handle_run_entry, t);
         Py_DECREF(t);
         if (r < 0) {
             return -1;
@@ -498,9 +493,8 @@ run_once(FlLoop *self)
 
     int may_block = !(self->ready.count || self->stopping);
     double timeout = -1.0;              /* sleep until an event */
-    FlTimerHandle *next = fl_timers_peek(&self->timers);
-    if (may_block && next != NULL) {
-        timeout = next->when - fl_loop_time();
+    if (may_block && self->timers.count) {
+        timeout = fl_timers_first_when(&self->timers) - fl_loop_time();
         if (timeout <= 0) {
             may_block = 0;
         }

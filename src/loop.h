@@ -16,7 +16,6 @@ typedef struct FlLoop {
     fl_ready_queue ready;
     fl_timer_heap timers;
     fl_fd_table fds;
-    uint64_t timer_seq;
 
     ev_async wakeup;            /* call_soon_threadsafe; keeps ev_run blocking */
     ev_timer poll_timeout;      /* wakes the poll for the earliest timer */
@@ -49,7 +48,7 @@ int fl_loop_check_closed(FlLoop *loop);
 /* Debug mode's "Non-thread-safe operation ..." check. */
 int fl_loop_check_thread(FlLoop *loop);
 /* A timer handle was cancelled while in the heap. */
-void fl_loop_timer_cancelled(FlLoop *loop, FlTimerHandle *timer);
+void fl_loop_timer_cancelled(FlLoop *loop, PyObject *timer);
 /* Re-creates kernel state (epoll, eventfd) in a forked child. */
 void fl_loops_after_fork(fl_state *state);
 /* Makes libev report failed system calls instead of aborting. */

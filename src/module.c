@@ -52,6 +52,7 @@ static const struct {
 } helper_slots[] = {
 #define SLOT(name, field) {name, offsetof(fl_state, field)}
     SLOT("handle_repr", helper_handle_repr),
+    SLOT("handle_repr_info", helper_handle_repr_info),
     SLOT("callback_error", helper_callback_error),
     SLOT("slow_callback", helper_slow_callback),
     SLOT("extract_stack", helper_extract_stack),
@@ -228,10 +229,7 @@ module_exec(PyObject *module)
             || st->str_dispatch_signal == NULL) {
         return -1;
     }
-    if (add_type(module, &fl_handle_spec, NULL, &st->handle_type, "Handle") < 0
-            || add_type(module, &fl_timer_handle_spec,
-                        (PyObject *)st->handle_type, &st->timer_handle_type,
-                        "TimerHandle") < 0
+    if (fl_handle_add_types(module, st) < 0
             || add_type(module, &fl_loop_spec, NULL, &st->loop_type,
                         "LoopCore") < 0
             || add_loop_methods(st->loop_type) < 0

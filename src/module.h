@@ -17,6 +17,7 @@ typedef struct {
     /* Cold-path helpers written in Python (fastloop/_helpers.py), handed
        over once by _core._set_helpers() when the package is imported. */
     PyObject *helper_handle_repr;        /* (handle) -> str */
+    PyObject *helper_handle_repr_info;   /* (handle) -> list */
     PyObject *helper_callback_error;     /* (handle, exc) -> None */
     PyObject *helper_slow_callback;      /* (handle, seconds) -> None */
     PyObject *helper_extract_stack;      /* () -> list, caller's stack */

@@ -5,18 +5,18 @@
 #define FL_TIMERS_MIN_FOR_COMPACTION 100
 
 static inline int
-timer_before(const FlTimerHandle *a, const FlTimerHandle *b)
+entry_before(const fl_timer_entry *a, const fl_timer_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
 static void
-sift_up(FlTimerHandle **items, Py_ssize_t pos)
+sift_up(fl_timer_entry *items, Py_ssize_t pos)
 {
-    FlTimerHandle *item = items[pos];
+    fl_timer_entry item = items[pos];
     while (pos > 0) {
         Py_ssize_t parent = (pos - 1) >> 1;
-        if (!timer_before(item, items[parent])) {
+        if (!entry_before(&item, &items[parent])) {
             break;
         }
         items[pos] = items[parent];
@@ -26,18 +26,18 @@ sift_up(FlTimerHandle **items, Py_ssize_t pos)
 }
 
 static void
-sift_down(FlTimerHandle **items, Py_ssize_t count, Py_ssize_t pos)
+sift_down(fl_timer_entry *items, Py_ssize_t count, Py_ssize_t pos)
 {
-    FlTimerHandle *item = items[pos];
+    fl_timer_entry item = items[pos];
     for (;;) {
         Py_ssize_t child = 2 * pos + 1;
         if (child >= count) {
             break;
         }
-        if (child + 1 < count && timer_before(items[child + 1], items[child])) {
+        if (child + 1 < count && entry_before(&items[child + 1], &items[child])) {
             child++;
         }
-        if (!timer_before(items[child], item)) {
+        if (!entry_before(&items[child], &item)) {
             break;
         }
         items[pos] = items[child];
@@ -47,11 +47,11 @@ sift_down(FlTimerHandle **items, Py_ssize_t count, Py_ssize_t pos)
 }
 
 int
-fl_timers_push(fl_timer_heap *heap, FlTimerHandle *timer)
+fl_timers_push(fl_timer_heap *heap, PyObject *timer)
 {
     if (heap->count == heap->capacity) {
         Py_ssize_t cap = heap->capacity ? heap->capacity * 2 : 64;
-        FlTimerHandle **items = PyMem_Realloc(heap->items, cap * sizeof(*items));
+        fl_timer_entry *items = PyMem_Realloc(heap->items, cap * sizeof(*items));
         if (items == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -59,24 +59,27 @@ fl_timers_push(fl_timer_heap *heap, FlTimerHandle *timer)
         heap->items = items;
         heap->capacity = cap;
     }
-    heap->items[heap->count] = (FlTimerHandle *)Py_NewRef(timer);
+    fl_timer_entry *e = &heap->items[heap->count];
+    e->when = FL_TIMER(timer)->when;
+    e->seq = heap->next_seq++;
+    e->timer = Py_NewRef(timer);
     sift_up(heap->items, heap->count);
     heap->count++;
-    timer->scheduled = 1;
+    FL_TIMER(timer)->scheduled = 1;
     return 0;
 }
 
-FlTimerHandle *
+PyObject *
 fl_timers_pop(fl_timer_heap *heap)
 {
-    FlTimerHandle *top = heap->items[0];
+    PyObject *top = heap->items[0].timer;
     heap->count--;
     if (heap->count > 0) {
         heap->items[0] = heap->items[heap->count];
         sift_down(heap->items, heap->count, 0);
     }
-    top->scheduled = 0;
-    if (top->base.cancelled) {
+    FL_TIMER(top)->scheduled = 0;
+    if (FL_HANDLE(top)->cancelled) {
         heap->cancelled--;
     }
     return top;
@@ -85,22 +88,21 @@ fl_timers_pop(fl_timer_heap *heap)
 static void
 compact(fl_timer_heap *heap)
 {
-    Py_ssize_t kept = 0;
-    /* Collect the dropped ones first and release them after the heap is
+    /* Collect the dropped ones first and release them once the heap is
        consistent again: a release can run arbitrary code. */
-    FlTimerHandle **dropped = PyMem_Malloc(heap->cancelled * sizeof(*dropped));
-    Py_ssize_t ndropped = 0;
+    PyObject **dropped = PyMem_Malloc(heap->cancelled * sizeof(*dropped));
     if (dropped == NULL) {
         return;     /* not fatal: they are dropped at the head later */
     }
+    Py_ssize_t kept = 0, ndropped = 0;
     for (Py_ssize_t i = 0; i < heap->count; i++) {
-        FlTimerHandle *t = heap->items[i];
-        if (t->base.cancelled && ndropped < heap->cancelled) {
-            t->scheduled = 0;
+        PyObject *t = heap->items[i].timer;
+        if (FL_HANDLE(t)->cancelled && ndropped < heap->cancelled) {
+            FL_TIMER(t)->scheduled = 0;
             dropped[ndropped++] = t;
         }
         else {
-            heap->items[kept++] = t;
+            heap->items[kept++] = heap->items[i];
         }
     }
     heap->count = kept;
@@ -125,7 +127,7 @@ fl_timers_prune(fl_timer_heap *heap)
         compact(heap);
         return;
     }
-    while (heap->count && heap->items[0]->base.cancelled) {
+    while (heap->count && FL_HANDLE(heap->items[0].timer)->cancelled) {
         Py_DECREF(fl_timers_pop(heap));
     }
 }
@@ -152,7 +154,7 @@ int
 fl_timers_traverse(fl_timer_heap *heap, visitproc visit, void *arg)
 {
     for (Py_ssize_t i = 0; i < heap->count; i++) {
-        Py_VISIT(heap->items[i]);
+        Py_VISIT(heap->items[i].timer);
     }
     return 0;
 }

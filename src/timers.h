@@ -1,19 +1,29 @@
-/* The timer heap: TimerHandles ordered by (when, seq), on the monotonic clock. */
+/* The timer heap: TimerHandles ordered by (when, seq), on the monotonic clock.
+   Entries keep the deadline inline so that sifting never touches the
+   handles themselves. */
 #ifndef FL_TIMERS_H
 #define FL_TIMERS_H
 
+#include <stdint.h>
 #include "handle.h"
 
 typedef struct {
-    FlTimerHandle **items;      /* strong references */
+    double when;
+    uint64_t seq;               /* FIFO order among equal deadlines */
+    PyObject *timer;            /* a strong reference to the TimerHandle */
+} fl_timer_entry;
+
+typedef struct {
+    fl_timer_entry *items;
     Py_ssize_t count;
     Py_ssize_t capacity;
     Py_ssize_t cancelled;       /* cancelled handles still in the heap */
+    uint64_t next_seq;
 } fl_timer_heap;
 
-int fl_timers_push(fl_timer_heap *heap, FlTimerHandle *timer);
+int fl_timers_push(fl_timer_heap *heap, PyObject *timer);
 /* Removes the earliest timer; the caller owns the reference. */
-FlTimerHandle *fl_timers_pop(fl_timer_heap *heap);
+PyObject *fl_timers_pop(fl_timer_heap *heap);
 /* Drops cancelled timers: all of them when they are most of the heap,
    otherwise just those at its head (as asyncio does). */
 void fl_timers_prune(fl_timer_heap *heap);
@@ -21,10 +31,11 @@ void fl_timers_clear(fl_timer_heap *heap);
 void fl_timers_free(fl_timer_heap *heap);
 int fl_timers_traverse(fl_timer_heap *heap, visitproc visit, void *arg);
 
-static inline FlTimerHandle *
-fl_timers_peek(fl_timer_heap *heap)
+/* The earliest deadline; the heap must not be empty. */
+static inline double
+fl_timers_first_when(fl_timer_heap *heap)
 {
-    return heap->count ? heap->items[0] : NULL;
+    return heap->items[0].when;
 }
 
 #endif /* FL_TIMERS_H */

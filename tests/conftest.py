@@ -19,18 +19,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "leak: repeated-workload memory checks (fast, but "
         "deselect with -m 'not leak' when profiling)")
-    config.addinivalue_line(
-        "markers", "xfail_fastloop(reason): a documented difference: the "
-        "[fastloop] case is a strict expected failure, [asyncio] must pass")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        marker = item.get_closest_marker("xfail_fastloop")
-        callspec = getattr(item, "callspec", None)
-        if marker and callspec and callspec.params.get("impl") == "fastloop":
-            item.add_marker(pytest.mark.xfail(
-                strict=True, reason=marker.kwargs.get("reason", "")))
 
 
 def _factory(impl):

@@ -77,9 +77,6 @@ def test_call_soon_returns_handle(loop):
     h.cancel()
 
 
-@pytest.mark.xfail_fastloop(
-    reason="fastloop.Handle/TimerHandle are C types of their own, not "
-           "subclasses of asyncio's (uvloop's are not either); README lists it")
 def test_call_soon_handle_isinstance(loop):
     # Code in the wild checks isinstance(h, asyncio.Handle); asyncio's own
     # loop returns a real asyncio.Handle.

@@ -59,9 +59,6 @@ def test_call_later_returns_timer_handle(loop):
     assert h.cancelled()
 
 
-@pytest.mark.xfail_fastloop(
-    reason="fastloop.Handle/TimerHandle are C types of their own, not "
-           "subclasses of asyncio's (uvloop's are not either); README lists it")
 def test_timer_handle_isinstance(loop):
     # asyncio's loop returns real asyncio.TimerHandle objects.
     h = loop.call_later(10, print)
