@@ -806,3 +806,195 @@ def test_python_task_subclass(loop, task_cls):
         return await t
 
     assert run(loop, main()) == 4
+
+
+# ---- ordering and cancellation corner cases ----
+
+def test_wakeup_order_between_done_callbacks(loop):
+    """A task waiting on a future resumes in its place among the future's
+    done callbacks (asyncio's wakeup is one of them)."""
+    order = []
+    fut = loop.create_future()
+
+    async def waiter():
+        await fut
+        order.append("task")
+
+    async def main():
+        fut.add_done_callback(lambda f: order.append("cb1"))
+        t = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        fut.add_done_callback(lambda f: order.append("cb2"))
+        loop.call_soon(order.append, "soon")
+        fut.set_result(None)
+        await t
+
+    run(loop, main())
+    assert order == ["soon", "cb1", "task", "cb2"]
+
+
+def test_round_robin_sleep0(loop):
+    order = []
+
+    async def worker(name):
+        for i in range(3):
+            order.append(f"{name}{i}")
+            await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(worker("a"), worker("b"), worker("c"))
+
+    loop.run_until_complete(main())
+    assert order == ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+
+
+def test_wakeup_order_many_waiters(loop):
+    fut = loop.create_future()
+    order = []
+
+    async def w(i):
+        await fut
+        order.append(i)
+
+    async def main():
+        ts = [loop.create_task(w(i)) for i in range(6)]
+        await asyncio.sleep(0)
+        fut.set_result(None)
+        await asyncio.gather(*ts)
+
+    loop.run_until_complete(main())
+    assert order == list(range(6))
+
+
+def test_task_done_callbacks_order(loop):
+    order = []
+
+    async def body():
+        return 1
+
+    task = loop.create_task(body())
+    task.add_done_callback(lambda t: order.append("cb1"))
+    task.add_done_callback(lambda t: order.append("cb2"))
+    loop.run_until_complete(task)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert order == ["cb1", "cb2"]
+
+
+def test_self_cancel(loop):
+    async def body():
+        asyncio.current_task().cancel("self")
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError as e:
+            return ("caught", e.args)
+        return "not cancelled"
+
+    assert loop.run_until_complete(body()) == ("caught", ("self",))
+
+
+def test_cancel_after_waited_future_completed(loop):
+    """fut_waiter.cancel() returns False (already done): the cancel is
+    delivered at the task's next step instead."""
+    fut = loop.create_future()
+
+    async def w():
+        try:
+            await fut
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "not"
+
+    async def main():
+        t = loop.create_task(w())
+        await asyncio.sleep(0)
+        fut.set_result(1)
+        assert t.cancel() is True
+        assert t._must_cancel is True
+        return await t
+
+    assert run(loop, main()) == "cancelled"
+
+
+def test_await_done_future_does_not_yield(loop):
+    order = []
+
+    async def a():
+        fut = loop.create_future()
+        fut.set_result(1)
+        await fut
+        order.append("a")
+
+    async def b():
+        order.append("b")
+
+    async def main():
+        await asyncio.gather(a(), b())
+
+    loop.run_until_complete(main())
+    assert order == ["a", "b"]
+
+
+def test_cancelled_error_subclass_cancels_task(loop):
+    class MyCancel(asyncio.CancelledError):
+        pass
+
+    async def body():
+        await asyncio.sleep(0)
+        raise MyCancel("sub")
+
+    task = loop.create_task(body())
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(task)
+    assert task.cancelled()
+
+
+def test_cancel_during_eager_like_first_step_then_catch(loop):
+    """Cancelled before the first step: CancelledError is thrown into the
+    coroutine at its first line; it may catch it and return."""
+    async def body():
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return "caught-late"
+        return "ran"
+
+    async def main():
+        t = loop.create_task(body())
+        t.cancel()
+        try:
+            return await t
+        except asyncio.CancelledError:
+            return "cancelled-at-start"
+
+    # the coroutine never started: the CancelledError is raised at its
+    # first instruction, outside the try
+    assert run(loop, main()) == "cancelled-at-start"
+
+
+def test_await_task_of_other_loop(loop, loop_factory):
+    other = loop_factory()
+    try:
+        foreign = other.create_task(_value(1))
+
+        async def main():
+            await foreign
+
+        with pytest.raises(RuntimeError, match="attached to a different loop"):
+            loop.run_until_complete(loop.create_task(main()))
+        other.run_until_complete(foreign)
+    finally:
+        other.close()
+
+
+def test_task_result_exception_states(loop):
+    async def body():
+        await asyncio.sleep(0)
+        return 1
+
+    task = loop.create_task(body())
+    with pytest.raises(asyncio.InvalidStateError):
+        task.result()
+    with pytest.raises(asyncio.InvalidStateError):
+        task.exception()
+    loop.run_until_complete(task)
+    assert task.exception() is None
