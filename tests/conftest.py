@@ -86,3 +86,32 @@ def _watchdog():
         faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# ---- Task/Future classes of the implementation under test ----
+
+def _classes(impl):
+    if impl == "asyncio":
+        return asyncio.Future, asyncio.Task
+    import fastloop
+    return fastloop.Future, fastloop.Task
+
+
+@pytest.fixture
+def future_cls(impl):
+    """asyncio.Future, or fastloop.Future: the Future the loop creates."""
+    return _classes(impl)[0]
+
+
+@pytest.fixture
+def task_cls(impl):
+    """asyncio.Task, or fastloop.Task: the Task the loop creates."""
+    return _classes(impl)[1]
+
+
+@pytest.fixture
+def errors(loop):
+    """Contexts passed to the loop's exception handler during the test."""
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    return seen
