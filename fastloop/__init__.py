@@ -40,6 +40,7 @@ _core._set_helpers(
                            _asyncio.events.get_event_loop),
     enter_task=_asyncio.tasks._enter_task,
     leave_task=_asyncio.tasks._leave_task,
+    current_tasks=_helpers.current_tasks_dict(),
     register_task=_asyncio.tasks._register_task,
     task_registry=_helpers.task_registry_set(),
     swap_current_task=getattr(_asyncio.tasks, "_swap_current_task", None),

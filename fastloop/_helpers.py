@@ -122,3 +122,18 @@ def task_registry_set():
     if type(registry) is weakref.WeakSet and type(registry.data) is set:
         return registry.data
     return None
+
+
+def current_tasks_dict():
+    """The dict behind asyncio.current_task() (3.10-3.13, C implementation),
+    which the C Task may update directly; None where that is not the case."""
+    try:
+        import _asyncio
+    except ImportError:
+        return None
+    from asyncio import tasks
+    tasks_dict = getattr(_asyncio, "_current_tasks", None)
+    if (type(tasks_dict) is dict and tasks._enter_task is _asyncio._enter_task
+            and tasks._leave_task is _asyncio._leave_task):
+        return tasks_dict
+    return None

@@ -60,4 +60,17 @@ fl_err_set_raised(PyObject *exc)
 #define fl_err_set_raised PyErr_SetRaisedException
 #endif
 
+/* asyncio's C Future wraps StopIteration given to set_exception() in a
+   RuntimeError from 3.12.2 on (it raised TypeError before): a runtime
+   check, as a build for 3.12.1 also runs on later 3.12 releases. */
+static inline int
+fl_future_wraps_stopiteration(void)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return Py_Version >= 0x030C0200;
+#else
+    return 0;
+#endif
+}
+
 #endif /* FL_COMPAT_H */

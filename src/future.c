@@ -285,8 +285,7 @@ check_pending_for_set(fl_state *st, PyObject *self)
         return -1;
     }
     if (f->state != FL_PENDING) {
-        static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
-        PyErr_Format(st->invalid_state_error, "%s: %R", names[f->state], self);
+        PyErr_SetString(st->invalid_state_error, "invalid state");
         return -1;
     }
     return 0;
@@ -328,18 +327,18 @@ normalize_exception(PyObject *exc)
         PyErr_SetString(PyExc_TypeError, "invalid exception object");
         return NULL;
     }
-    /* What asyncio's C Future does: 3.13 wraps any StopIteration in a
-       RuntimeError, earlier versions refuse exactly StopIteration. */
-#if PY_VERSION_HEX < 0x030D0000
-    if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
-        Py_DECREF(value);
-        PyErr_SetString(PyExc_TypeError,
-                        "StopIteration interacts badly with generators "
-                        "and cannot be raised into a Future");
-        return NULL;
+    /* What asyncio's C Future does: since 3.12.2 it wraps any StopIteration
+       in a RuntimeError, before that it refuses exactly StopIteration. */
+    if (!fl_future_wraps_stopiteration()) {
+        if (Py_IS_TYPE(value, (PyTypeObject *)PyExc_StopIteration)) {
+            Py_DECREF(value);
+            PyErr_SetString(PyExc_TypeError,
+                            "StopIteration interacts badly with generators "
+                            "and cannot be raised into a Future");
+            return NULL;
+        }
     }
-#else
-    if (PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+    else if (PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
         PyObject *wrapped = PyObject_CallFunction(
             PyExc_RuntimeError, "s",
             "StopIteration interacts badly with generators and cannot be "
@@ -352,7 +351,6 @@ normalize_exception(PyObject *exc)
         PyException_SetContext(wrapped, value);
         value = wrapped;
     }
-#endif
     return value;
 }
 
@@ -442,7 +440,7 @@ fl_future_result(fl_state *st, PyObject *self)
         return NULL;
     }
     if (f->state != FL_FINISHED) {
-        PyErr_SetString(st->invalid_state_error, "Result is not ready.");
+        PyErr_SetString(st->invalid_state_error, "Result is not set.");
         return NULL;
     }
     f->log_tb = 0;
@@ -1036,15 +1034,6 @@ get_source_traceback(PyObject *self, void *closure)
     return Py_NewRef(tb ? tb : Py_None);
 }
 
-static int
-set_source_traceback(PyObject *self, PyObject *value, void *closure)
-{
-    REQUIRE_OURS(self, -1);
-    Py_XSETREF(FL_FUT(self)->source_traceback,
-               value == NULL || value == Py_None ? NULL : Py_NewRef(value));
-    return 0;
-}
-
 static PyObject *
 get_cancel_message(PyObject *self, void *closure)
 {
@@ -1121,7 +1110,7 @@ PyGetSetDef fl_future_common_getset[] = {
     {"_exception", get_exception_attr, NULL, NULL, NULL},
     {"_loop", get_loop_attr, NULL, NULL, NULL},
     {"_callbacks", get_callbacks, NULL, NULL, NULL},
-    {"_source_traceback", get_source_traceback, set_source_traceback, NULL, NULL},
+    {"_source_traceback", get_source_traceback, NULL, NULL, NULL},
     {"_cancel_message", get_cancel_message, set_cancel_message, NULL, NULL},
     {"_log_traceback", get_log_traceback, set_log_traceback, NULL, NULL},
     {"_asyncio_future_blocking", get_blocking, set_blocking, NULL, NULL},

@@ -69,6 +69,7 @@ static const struct {
     SLOT("get_event_loop", get_event_loop),
     SLOT("enter_task", enter_task),
     SLOT("leave_task", leave_task),
+    SLOT("current_tasks", current_tasks),
     SLOT("register_task", register_task),
     SLOT("task_registry", task_registry),
     SLOT("swap_current_task", swap_current_task),

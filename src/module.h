@@ -37,6 +37,7 @@ typedef struct {
     PyObject *get_event_loop;            /* for Future(loop=None) */
     PyObject *enter_task;
     PyObject *leave_task;
+    PyObject *current_tasks;             /* the dict they keep, or None */
     PyObject *register_task;
     PyObject *task_registry;             /* the set inside asyncio's WeakSet, or None */
     PyObject *swap_current_task;         /* 3.12+, else None */
