@@ -179,7 +179,7 @@ def workloads():
                 n=n, quick_n=n // 5, full_n=n * 5, group="net",
                 target=2.0 if style == "sock" else 1.0, cpu_target=0.7,
                 kind="net", unit="requests",
-                description=f"echo server ({style}), {size_name}B messages, {CONNS} connections")))
+                description=f"echo server ({style}), {size_name[:-1]} KiB messages, {CONNS} connections")))
     found.append(("idle_conns", idle_conns, dict(
         n=IDLE_CONNS, quick_n=1_000, full_n=IDLE_CONNS, group="net", target=None, repeat=1,
         kind="memory", unit="bytes/conn",

@@ -194,17 +194,19 @@ def _print_net_notes(names, results):
 
 
 def _print_not_implemented(results):
-    missing = {}
-    for name, result in results.items():
-        for loop, pair in result["loops"].items():
-            for run in pair["runs"]:
-                if "not_implemented" in run:
-                    missing.setdefault((loop, run["not_implemented"]), []).append(name)
-                    break
-    if missing:
-        print("\nNot implemented (reported, not a failure)")
-        for (loop, message), names in missing.items():
-            print(f"  {loop}, {len(names)} workload(s): {message}")
+    """Pairs that measured nothing without failing: a missing method, or a machine limit."""
+    for key, title in (("not_implemented", "Not implemented"), ("skipped", "Skipped on this machine")):
+        seen = {}
+        for name, result in results.items():
+            for loop, pair in result["loops"].items():
+                message = next((run[key] for run in pair["runs"] if key in run), None)
+                if message is not None:
+                    seen.setdefault((loop, message), []).append(name)
+        if seen:
+            print(f"\n{title} (reported, not a failure)")
+            for (loop, message), names in seen.items():
+                what = names[0] if len(names) == 1 else f"{len(names)} workloads"
+                print(f"  {loop}, {what}: {message}")
 
 
 def _print_targets(summary):
