@@ -8,7 +8,14 @@ it times only its own work (not interpreter start-up or loop creation) and
 checks its result, so a loop that skips work fails instead of looking fast.
 Workloads use only asyncio's public API, so they run on every loop.
 
+A workload may instead return {"skipped": why} when this machine cannot run
+it, and a loop that raises NotImplementedError for a method the workload
+needs gets {"not_implemented": message}: the harness reports both, and
+neither counts as a failure.
+
 To add a workload, write the function and decorate it with @workload(...).
+The network workloads live in net_workloads.py and are registered at the end
+of this file, in the group "net" (the rest are in "core"; see GROUPS).
 """
 import argparse
 import asyncio
@@ -21,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from benchmarks import net_workloads
 from benchmarks.loops import LOOP_NAMES, new_event_loop
 
 
@@ -30,11 +38,17 @@ class Workload:
     func: Callable
     description: str
     n: int                       # default size
-    target: float                # the ratio fastloop must reach against `baseline`
+    target: Optional[float]      # the ratio fastloop must reach against `baseline`;
+                                 # None: reported, no target
     baseline: str = "uvloop"
     kind: str = "speed"          # "speed": ops/s, higher is better
                                  # "memory": bytes per op, lower is better
+                                 # "net": ops/s as "speed", plus the server's
+                                 #   CPU seconds per op (user, sys), lower is better
     unit: str = "ops"
+    group: str = "core"          # "core": the default run; "net": network workloads
+    cpu_target: Optional[float] = None  # "net": user CPU per op vs `baseline`, at most
+    repeat: Optional[int] = None  # at most this many runs per loop (a steady number)
     min_python: Optional[Tuple[int, int]] = None
     quick_n: Optional[int] = None  # --quick size; default n // 10
     full_n: Optional[int] = None   # --full size; default 4 * n
@@ -238,6 +252,26 @@ def _rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+# -- network (net_workloads.py) ----------------------------------------------
+
+for _name, _func, _options in net_workloads.workloads():
+    workload(_name, **_options)(_func)
+del _name, _func, _options
+
+
+def _groups():
+    groups = {}
+    for spec in REGISTRY.values():
+        groups.setdefault(spec.group, []).append(spec.name)
+    groups["echo"] = [name for name in REGISTRY if name.startswith("echo_")]
+    groups["all"] = list(REGISTRY)
+    return groups
+
+
+# Names --only accepts besides workload names; the default run is "core".
+GROUPS = _groups()
+
+
 # -- command line -----------------------------------------------------------
 
 def run_one(name, loop_name, n=None):
@@ -251,10 +285,13 @@ def run_one(name, loop_name, n=None):
     try:
         gc.collect()
         result = spec.func(loop, n)
+    except NotImplementedError as exc:
+        result = {"not_implemented": str(exc) or type(exc).__name__}
     finally:
         loop.close()
     result.update(workload=name, loop=loop_name, n=n)
-    result["ops_per_sec"] = result["ops"] / result["seconds"]
+    if "skipped" not in result and "not_implemented" not in result:
+        result["ops_per_sec"] = result["ops"] / result["seconds"]
     return result
 
 
@@ -268,7 +305,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         for spec in REGISTRY.values():
-            print(f"{spec.name:18} N={spec.n:<9} {spec.description}")
+            print(f"{spec.name:18} {spec.group:5} N={spec.n:<9} {spec.description}")
+        for group, names in GROUPS.items():
+            print(f"group {group}: {', '.join(names)}")
         return
     if not (args.workload and args.loop):
         parser.error("WORKLOAD and LOOP are required")
