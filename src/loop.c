@@ -474,16 +474,23 @@ run_ready(FlLoop *self)
     /* Only what is ready now: callbacks scheduled by these run next time,
        after another poll. */
     size_t ntodo = self->ready.count;
-    while (ntodo-- && self->ready.count) {
+    int r = 0;
+    while (r == 0 && ntodo-- && self->ready.count) {
         fl_ready_item item = fl_ready_pop(&self->ready);
-        int r = self->debug ? run_entry_debug(self, &item)
-                            : item.fn(self, &item);
-        fl_ready_item_release(&item);
-        if (r < 0) {
-            return -1;
+        if (self->entered_task != NULL && !fl_task_is_step_entry(item.fn)) {
+            r = fl_task_leave_current(self);
         }
+        if (r == 0) {
+            r = self->debug ? run_entry_debug(self, &item)
+                            : item.fn(self, &item);
+        }
+        fl_ready_item_release(&item);
     }
-    return 0;
+    /* Nothing runs as a task between iterations. */
+    if (fl_task_leave_current(self) < 0) {
+        r = -1;
+    }
+    return r;
 }
 
 static int
@@ -702,6 +709,7 @@ loop_traverse(FlLoop *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->entered_task);
     Py_VISIT(self->task_factory);
     if (fl_ready_traverse(&self->ready, visit, arg) < 0
             || fl_timers_traverse(&self->timers, visit, arg) < 0
@@ -715,6 +723,7 @@ static int
 loop_clear(FlLoop *self)
 {
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->entered_task);
     Py_CLEAR(self->task_factory);
     fl_ready_clear(&self->ready);
     fl_timers_clear(&self->timers);

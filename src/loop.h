@@ -33,6 +33,7 @@ typedef struct FlLoop {
     double slow_callback_duration;
     double clock_resolution;
     PyObject *current_handle;   /* debug mode: the handle being run */
+    PyObject *entered_task;     /* left current by the last task step */
     PyObject *task_factory;     /* _task_factory; NULL or None for fastloop.Task */
 
     PyObject *weakreflist;

@@ -21,7 +21,9 @@ task_state(PyObject *task)
     return loop ? loop->state : fl_state_from_type(Py_TYPE(task));
 }
 
-static int task_step(fl_state *st, PyObject *task, PyObject *exc);
+static int task_step(fl_state *st, PyObject *task, PyObject *exc, FlLoop *lazy);
+static int task_step_entry(FlLoop *loop, fl_ready_item *item);
+static int task_wakeup_entry(FlLoop *loop, fl_ready_item *item);
 static int task_cancel(fl_state *st, PyObject *task, PyObject *msg);
 
 /* ---- current task bookkeeping (asyncio.current_task) ---- */
@@ -136,6 +138,68 @@ leave_task(fl_state *st, PyObject *loop, PyObject *task)
     return PyDict_DelItem(st->current_tasks, loop);
 }
 
+/* Task steps run back to back from a fastloop ready queue hand the current
+   task over by overwriting its dict entry, instead of deleting and adding it
+   again for every step (which churns the dict into a resize every few
+   steps): nothing else runs between them. The loop leaves for good, with
+   fl_task_leave_current(), before it runs anything else. */
+static int
+enter_task_lazily(fl_state *st, FlLoop *loop, PyObject *task)
+{
+    PyObject *prev = loop->entered_task;
+    if (prev == task) {
+        return 0;
+    }
+    if (prev == NULL) {
+        if (enter_task(st, (PyObject *)loop, task) < 0) {
+            return -1;
+        }
+    }
+    else {
+        PyObject *current = PyDict_GetItemWithError(st->current_tasks,
+                                                    (PyObject *)loop);
+        if (current != prev) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_RuntimeError,
+                             "Leaving task %R does not match the current task %R.",
+                             prev, current ? current : Py_None);
+            }
+            return -1;
+        }
+        if (PyDict_SetItem(st->current_tasks, (PyObject *)loop, task) < 0) {
+            return -1;
+        }
+    }
+    Py_XSETREF(loop->entered_task, Py_NewRef(task));
+    return 0;
+}
+
+int
+fl_task_leave_current(FlLoop *loop)
+{
+    PyObject *task = loop->entered_task;
+    if (task == NULL) {
+        return 0;
+    }
+    loop->entered_task = NULL;
+    PyObject *err = fl_err_get_raised();
+    int r = leave_task(loop->state, (PyObject *)loop, task);
+    Py_DECREF(task);
+    if (err != NULL) {
+        if (r < 0) {
+            PyErr_WriteUnraisable((PyObject *)loop);
+        }
+        fl_err_set_raised(err);
+    }
+    return r;
+}
+
+int
+fl_task_is_step_entry(fl_ready_fn fn)
+{
+    return fn == task_step_entry || fn == task_wakeup_entry;
+}
+
 /* ---- reporting errors of steps run from the ready queue ---- */
 
 /* Like a failing Handle: SystemExit and KeyboardInterrupt stop the loop,
@@ -161,14 +225,17 @@ report_step_error(fl_state *st, PyObject *task)
 /* ---- ready-queue entries ---- */
 
 static int
-run_in_context(fl_state *st, PyObject *task, PyObject *exc)
+run_in_context(fl_state *st, PyObject *task, PyObject *exc, FlLoop *loop)
 {
     FlTaskFields *t = FL_TASK(task);
     PyObject *ctx = t->context;
     if (PyContext_Enter(ctx) < 0) {
         return report_step_error(st, task);
     }
-    int r = task_step(st, task, exc);
+    /* Hand-over of the current task only where asyncio's dict is ours to
+       update directly (see enter_task_lazily). */
+    FlLoop *lazy = PyDict_CheckExact(st->current_tasks) ? loop : NULL;
+    int r = task_step(st, task, exc, lazy);
     if (r < 0) {
         PyObject *err = fl_err_get_raised();
         PyContext_Exit(ctx);
@@ -189,7 +256,7 @@ task_step_entry(FlLoop *loop, fl_ready_item *item)
     FlTaskFields *t = FL_TASK(task);
     PyObject *exc = t->step_exc;
     t->step_exc = NULL;
-    int r = run_in_context(loop->state, task, exc);
+    int r = run_in_context(loop->state, task, exc, loop);
     Py_XDECREF(exc);
     return r;
 }
@@ -224,7 +291,7 @@ task_wakeup_entry(FlLoop *loop, fl_ready_item *item)
             return report_step_error(st, task);
         }
     }
-    int r = run_in_context(st, task, exc);
+    int r = run_in_context(st, task, exc, loop);
     Py_XDECREF(exc);
     return r;
 }
@@ -236,7 +303,7 @@ py_step(PyObject *task, PyObject *const *args, Py_ssize_t nargs)
 {
     fl_state *st = task_state(task);
     PyObject *exc = nargs > 0 && args[0] != Py_None ? args[0] : NULL;
-    if (task_step(st, task, exc) < 0) {
+    if (task_step(st, task, exc, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -261,7 +328,7 @@ py_wakeup(PyObject *task, PyObject *future)
         }
         Py_XDECREF(res);
     }
-    int r = task_step(st, task, exc);
+    int r = task_step(st, task, exc, NULL);
     Py_XDECREF(exc);
     if (r < 0) {
         return NULL;
@@ -572,7 +639,10 @@ step_run_and_handle_result(fl_state *st, PyObject *task, PyObject *exc)
 }
 
 static int
-task_step(fl_state *st, PyObject *task, PyObject *exc)
+/* One step of the task. `lazy` is the fastloop loop running it from its
+   ready queue, which then leaves the task current after the step (see
+   enter_task_lazily); NULL enters and leaves around the step. */
+task_step(fl_state *st, PyObject *task, PyObject *exc, FlLoop *lazy)
 {
     FlTaskFields *t = FL_TASK(task);
     if (t->fut.state != FL_PENDING) {
@@ -595,9 +665,12 @@ task_step(fl_state *st, PyObject *task, PyObject *exc)
     PyObject *loop = t->fut.loop;
     Py_INCREF(loop);
     Py_INCREF(task);
-    int r = enter_task(st, loop, task);
+    int r = lazy ? enter_task_lazily(st, lazy, task) : enter_task(st, loop, task);
     if (r < 0) {
         Py_XDECREF(exc);
+    }
+    else if (lazy) {
+        r = step_run_and_handle_result(st, task, exc);
     }
     else {
         r = step_run_and_handle_result(st, task, exc);

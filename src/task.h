@@ -23,6 +23,12 @@ typedef struct {
 extern PyType_Spec fl_task_spec;
 
 int fl_task_check(fl_state *st, PyObject *obj);
+struct FlLoop;
+/* Is fn the ready-queue function of a task step or wakeup? */
+int fl_task_is_step_entry(fl_ready_fn fn);
+/* Leaves the task the loop's last step left current (if any). Keeps a
+   pending exception. */
+int fl_task_leave_current(struct FlLoop *loop);
 /* A callable(future) that wakes `task`: for futures that are not ours. */
 PyObject *fl_task_wakeup_callable(fl_state *st, PyObject *task);
 /* A new fastloop Task, as Task(coro, loop=, name=, context=). */
