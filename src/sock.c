@@ -80,11 +80,14 @@ typedef struct {
     unsigned char has_view;
     ev_io io;
     ev_cleanup cleanup;
+    ev_prepare prepare;         /* one-shot: checks the fd before the poll */
 } FlSockOp;
 
 #define OP_FROM_IO(w) ((FlSockOp *)((char *)(w) - offsetof(FlSockOp, io)))
 #define OP_FROM_CLEANUP(w) \
     ((FlSockOp *)((char *)(w) - offsetof(FlSockOp, cleanup)))
+#define OP_FROM_PREPARE(w) \
+    ((FlSockOp *)((char *)(w) - offsetof(FlSockOp, prepare)))
 
 /* The first field of CPython's PySocketSockObject (Modules/socketmodule.h,
    the same from 3.10 to 3.13): the descriptor, -1 once closed. Read
@@ -102,6 +105,7 @@ static PyTypeObject *sockop_type;
 static PyTypeObject *c_socket_type;     /* _socket.socket */
 static PyTypeObject *py_socket_type;    /* socket.socket */
 static int fast_fd_checked;             /* 0 unknown, 1 layout ok, -1 not */
+static Py_ssize_t watching_ops;         /* ops with started watchers, all loops */
 static PyObject *ssl_socket_type;       /* ssl.SSLSocket, Py_None, or NULL */
 static PyObject *sendfile_unavailable;  /* asyncio's SendfileNotAvailableError */
 
@@ -187,16 +191,24 @@ is_fast_socket(PyObject *sock)
 
 static void op_io_cb(struct ev_loop *ev, ev_io *w, int revents);
 static void op_cleanup_cb(struct ev_loop *ev, ev_cleanup *w, int revents);
+static void op_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents);
 
+/* Starts the watchers. libev hands a new watcher's fd to epoll_ctl only
+   when it next polls, and aborts the process if that fd was closed in the
+   meantime: the one-shot prepare watcher runs just before, and stops the
+   io watcher of a socket closed since. */
 static void
 op_watch(FlSockOp *op)
 {
     FlLoop *loop = op->loop;
     ev_io_init(&op->io, op_io_cb, op->fd, kind_info[op->kind].events);
     ev_init(&op->cleanup, op_cleanup_cb);
+    ev_prepare_init(&op->prepare, op_prepare_cb);
     ev_io_start(loop->ev, &op->io);
     ev_cleanup_start(loop->ev, &op->cleanup);
+    ev_prepare_start(loop->ev, &op->prepare);
     op->watching = 1;
+    watching_ops++;
     Py_INCREF(op);
 }
 
@@ -209,12 +221,14 @@ op_unwatch(FlSockOp *op)
         return;
     }
     op->watching = 0;
+    watching_ops--;
     struct ev_loop *ev = op->loop->ev;
     if (ev != NULL) {
         /* libev already stopped the io watcher if it reported EV_ERROR;
            ev_io_stop on a stopped watcher does nothing. */
         ev_io_stop(ev, &op->io);
         ev_cleanup_stop(ev, &op->cleanup);
+        ev_prepare_stop(ev, &op->prepare);
     }
     Py_DECREF(op);
 }
@@ -876,6 +890,21 @@ op_io_cb(struct ev_loop *ev, ev_io *w, int revents)
 }
 
 static void
+op_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    FlSockOp *op = OP_FROM_PREPARE(w);
+    ev_prepare_stop(ev, w);
+    int closed = op->fast ? SOCK_FD(op->sock) != op->fd
+                          : fcntl(op->fd, F_GETFD) == -1;
+    if (closed) {
+        /* Closed under the operation. asyncio's epoll forgets such an fd
+           and the operation never completes; so here: nothing is polled,
+           and the op stays as it is until cancelled or the loop closes. */
+        ev_io_stop(ev, &op->io);
+    }
+}
+
+static void
 op_cleanup_cb(struct ev_loop *ev, ev_cleanup *w, int revents)
 {
     /* The loop is being closed: forget the operation, as asyncio's
@@ -1249,6 +1278,16 @@ loop_sock_recv_into(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
 }
 
 static PyObject *
+loop_sock_sendall(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
+                  PyObject *kwnames)
+{
+    static const char *const names[] = {"sock", "data"};
+    return make_op(loop, K_SENDALL, names, 2, 2, args, nargsf, kwnames);
+}
+
+/* 3.11 added sock_recvfrom, sock_recvfrom_into and sock_sendto. */
+#if PY_VERSION_HEX >= 0x030B0000
+static PyObject *
 loop_sock_recvfrom(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
                    PyObject *kwnames)
 {
@@ -1280,20 +1319,13 @@ loop_sock_recvfrom_into(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
 }
 
 static PyObject *
-loop_sock_sendall(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
-                  PyObject *kwnames)
-{
-    static const char *const names[] = {"sock", "data"};
-    return make_op(loop, K_SENDALL, names, 2, 2, args, nargsf, kwnames);
-}
-
-static PyObject *
 loop_sock_sendto(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
                  PyObject *kwnames)
 {
     static const char *const names[] = {"sock", "data", "address"};
     return make_op(loop, K_SENDTO, names, 3, 3, args, nargsf, kwnames);
 }
+#endif
 
 static PyObject *
 loop_sock_accept(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
@@ -1347,6 +1379,14 @@ loop_sock_sendfile_op(FlLoop *loop, PyObject *args)
     return (PyObject *)op;
 }
 
+/* For tests: how many sock_* operations, on any loop, have a started
+   watcher (0 once every one finished, was cancelled or its loop closed). */
+static PyObject *
+loop_sock_watching(FlLoop *loop, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(watching_ops);
+}
+
 #define FASTCALL_KW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
 
 PyMethodDef fl_sock_loop_methods[] = {
@@ -1369,6 +1409,7 @@ PyMethodDef fl_sock_loop_methods[] = {
     {"_sock_connect_op", (PyCFunction)(void (*)(void))loop_sock_connect_op,
      METH_FASTCALL, NULL},
     {"_sock_sendfile_op", (PyCFunction)loop_sock_sendfile_op, METH_VARARGS, NULL},
+    {"_sock_watching", (PyCFunction)loop_sock_watching, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
