@@ -10,9 +10,6 @@ _ASYNC_METHODS = (
     "create_unix_connection", "create_unix_server", "connect_accepted_socket",
     "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
     "subprocess_shell", "subprocess_exec",
-    "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
-    "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
-    "sock_sendfile",
 )
 
 

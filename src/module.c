@@ -5,6 +5,7 @@
 #include "handle.h"
 #include "future.h"
 #include "task.h"
+#include "sock.h"
 
 static struct PyModuleDef fl_module_def;
 
@@ -205,6 +206,7 @@ fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods)
 /* LoopCore methods that live in the files of their concern (sock.c, ...),
    one table per file; NULL-terminated. */
 static PyMethodDef *loop_method_tables[] = {
+    fl_sock_loop_methods,
     NULL,
 };
 
@@ -234,7 +236,8 @@ module_exec(PyObject *module)
             || add_type(module, &fl_loop_spec, NULL, &st->loop_type,
                         "LoopCore") < 0
             || add_loop_methods(st->loop_type) < 0
-            || add_future_types(module, st) < 0) {
+            || add_future_types(module, st) < 0
+            || fl_sock_module_init(module) < 0) {
         return -1;
     }
     fl_loop_install_syserr_cb();
