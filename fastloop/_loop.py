@@ -114,6 +114,9 @@ class Loop(_core.LoopCore, _network.NetworkMixin, _unsupported.NetworkStubs,
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
         self._close_core()
+        # Transports still open are no longer kept alive by a loop that
+        # will never run them again (asyncio's selector is gone too).
+        self.__dict__.pop("_fl_transports", None)
         self._release_wakeup_fd()
         if self._signal_socks is not None:
             for sock in self._signal_socks:
