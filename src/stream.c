@@ -1673,7 +1673,7 @@ static PyGetSetDef stream_getset[] = {
 
 static PyMemberDef stream_members[] = {
     {"__dictoffset__", T_PYSSIZET, 0, READONLY, NULL},
-    {"__weakrefoffset__", T_PYSSIZET, 0, READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, 0, READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

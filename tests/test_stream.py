@@ -658,3 +658,21 @@ def test_unclosed_transport_warns(loop):
     with pytest.warns(ResourceWarning, match="unclosed transport"):
         del tr
         gc.collect()
+
+
+def test_transport_weakref_and_attributes(loop):
+    import weakref
+
+    async def main():
+        srv, addr, protos = await echo_server(loop)
+        tr, pr = await loop.create_connection(lambda: Recorder(loop), *addr)
+        ref = weakref.ref(tr)
+        assert ref() is tr
+        tr.custom = 1           # transports take attributes, as asyncio's do
+        assert tr.custom == 1
+        assert "fd=" in repr(tr)
+        tr.close()
+        await pr.lost
+        srv.close()
+        await srv.wait_closed()
+    run(loop, main())
