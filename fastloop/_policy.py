@@ -27,6 +27,20 @@ class EventLoopPolicy(_Base):
     def __repr__(self):
         return f"<{type(self).__name__}>"
 
+    if hasattr(asyncio, "AbstractChildWatcher"):
+        # Through 3.13, code (CPython's own tests among it) sets a child
+        # watcher on the policy; fastloop's loops watch their children
+        # themselves, so the watcher is only kept, as asyncio keeps it.
+        _watcher = None
+
+        def get_child_watcher(self):
+            return self._watcher
+
+        def set_child_watcher(self, watcher):
+            if self._watcher is not None and self._watcher is not watcher:
+                self._watcher.close()
+            self._watcher = watcher
+
 
 def set_policy():
     """Install EventLoopPolicy without the policy system's own deprecation

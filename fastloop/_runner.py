@@ -1,6 +1,5 @@
 """fastloop.run() on Python 3.10, which has neither asyncio.Runner nor
 asyncio.run(loop_factory=): the same steps as asyncio.run, on a fastloop loop."""
-import asyncio
 from asyncio import coroutines, events, tasks
 
 from ._loop import Loop

@@ -6,9 +6,7 @@ they land with the network and subprocess issues.
 """
 
 _ASYNC_METHODS = (
-    "create_connection", "create_server", "sendfile", "start_tls",
-    "create_unix_connection", "create_unix_server", "connect_accepted_socket",
-    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+    "sendfile", "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
     "subprocess_shell", "subprocess_exec",
 )
 

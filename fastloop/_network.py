@@ -1,0 +1,190 @@
+"""Connections, servers and TLS: the cold, per-connection orchestration.
+
+The per-event work lives in C (src/stream.c): `_core.StreamTransport` moves
+the bytes and `_core.Listener` accepts connections. What asyncio already
+does well once per connection stays asyncio's own code: address
+resolution, happy eyeballs, socket options, the Server object and TLS
+(asyncio.sslproto.SSLProtocol stacked on our transport, as uvloop does).
+Those methods are taken from asyncio's loops as functions, so every Python
+version keeps its own exact arguments, checks and messages; this module
+gives them the hooks they call (`_make_socket_transport`,
+`_make_ssl_transport`, `_start_serving`, `_stop_serving`, `sock_connect`).
+
+The functions at the end are the reports the C code calls on cold paths.
+"""
+import errno
+import functools
+import os
+import sys
+
+from asyncio import (base_events, constants, selector_events, sslproto,
+                     trsock, unix_events)
+from asyncio.log import logger
+
+from . import _core
+
+_Base = base_events.BaseEventLoop
+_Selector = selector_events.BaseSelectorEventLoop
+_Unix = unix_events._UnixSelectorEventLoop
+
+_PY311 = sys.version_info >= (3, 11)
+_PY313 = sys.version_info >= (3, 13)
+
+StreamTransport = _core.StreamTransport
+# start_tls() accepts a transport that says so; loop.sendfile() falls back
+# to reading the file and writing it through the transport.
+StreamTransport._start_tls_compatible = True
+StreamTransport._sendfile_compatible = constants._SendfileMode.FALLBACK
+
+
+class NetworkMixin:
+    """Loop methods for TCP and Unix stream connections and servers."""
+
+    @functools.cached_property
+    def _fl_transports(self):
+        """Every transport not yet closed: the loop keeps them alive, as
+        asyncio's selector does through their reader callbacks."""
+        return set()
+
+    @functools.cached_property
+    def _fl_listeners(self):
+        """Listening socket -> its Listener, while serving."""
+        return {}
+
+    @functools.cached_property
+    def _unix_server_sockets(self):
+        """3.13's cleanup_socket: Unix server socket -> inode of its path."""
+        return {}
+
+    create_connection = _Base.create_connection
+    create_server = _Base.create_server
+    connect_accepted_socket = _Base.connect_accepted_socket
+    start_tls = _Base.start_tls
+    _ensure_resolved = _Base._ensure_resolved
+    _create_server_getaddrinfo = _Base._create_server_getaddrinfo
+    _connect_sock = _Base._connect_sock
+    _create_connection_transport = _Base._create_connection_transport
+    _accept_connection2 = _Selector._accept_connection2
+    create_unix_connection = _Unix.create_unix_connection
+    create_unix_server = _Unix.create_unix_server
+
+    # ---- the hooks asyncio's code above calls ----
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return StreamTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
+                            *, server_side=False, server_hostname=None,
+                            extra=None, server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            **kwargs):
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, **kwargs)
+        StreamTransport(self, rawsock, ssl_protocol, None, extra, server)
+        return ssl_protocol._app_transport
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None,
+                       server=None, backlog=100,
+                       ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                       ssl_shutdown_timeout=getattr(
+                           constants, "SSL_SHUTDOWN_TIMEOUT", None)):
+        self._check_closed()
+        old = self._fl_listeners.pop(sock, None)
+        if old is not None:
+            old.stop()
+        listener = _core.Listener(self, sock, protocol_factory, sslcontext,
+                                  server, backlog, ssl_handshake_timeout,
+                                  ssl_shutdown_timeout)
+        listener.start()
+        self._fl_listeners[sock] = listener
+
+    def _stop_serving(self, sock):
+        path = None
+        if sock in self._unix_server_sockets:
+            path = sock.getsockname()
+        listener = self._fl_listeners.pop(sock, None)
+        if listener is not None:
+            listener.stop()     # before the fd goes: libev must not watch it
+        sock.close()
+        if path is not None:
+            prev_ino = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == prev_ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error('Unable to clean up listening UNIX socket '
+                             '%r: %r', path, err)
+
+
+def _report_callback_error(loop, message, exc, transport, protocol):
+    loop.call_exception_handler({
+        'message': message,
+        'exception': exc,
+        'transport': transport,
+        'protocol': protocol,
+    })
+
+
+def _report_fatal_error(loop, transport, protocol, message, exc):
+    """The report half of asyncio's _fatal_error."""
+    if isinstance(exc, OSError):
+        if loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=exc)
+    else:
+        _report_callback_error(loop, message, exc, transport, protocol)
+
+
+def _log_debug(fmt, obj):
+    logger.debug(fmt, obj)
+
+
+def _log_warning(message):
+    logger.warning(message)
+
+
+def _accept_error(loop, listener, exc):
+    sock = listener.sock
+    if isinstance(exc, OSError) and exc.errno in (
+            errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+        # Linux keeps reporting the socket readable: stop watching it for
+        # a while, then accept again (fds may have been freed by then).
+        loop.call_exception_handler({
+            'message': 'socket.accept() out of system resource',
+            'exception': exc,
+            'socket': trsock.TransportSocket(sock),
+        })
+        listener._pause()
+        loop.call_later(constants.ACCEPT_RETRY_DELAY, listener._resume)
+        return
+    loop.call_exception_handler({
+        'message': 'Error on accepting a connection',
+        'exception': exc,
+        'socket': trsock.TransportSocket(sock),
+    })
+
+
+def _accept_failed(loop, exc, protocol, listener):
+    if loop.get_debug():
+        context = {
+            'message': 'Error on transport creation for incoming connection',
+            'exception': exc,
+        }
+        if protocol is not None:
+            context['protocol'] = protocol
+        loop.call_exception_handler(context)
+
+
+def _accept_ssl(loop, listener, conn, addr):
+    if loop.get_debug():
+        logger.debug("%r got a new connection from %r: %r",
+                     listener.server, addr, conn)
+    args = [listener.protocol_factory, conn, {'peername': addr},
+            listener.sslcontext, listener.server,
+            listener.ssl_handshake_timeout]
+    if _PY311:
+        args.append(listener.ssl_shutdown_timeout)
+    loop.create_task(loop._accept_connection2(*args))

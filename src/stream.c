@@ -1,0 +1,2173 @@
+/* StreamTransport: a socket stream transport on two libev watchers, and
+   Listener: a listening socket whose connections are accepted in C.
+
+   Per-event work stays in C: the read watcher receives into one buffer and
+   calls the protocol straight away (data_received, or get_buffer and
+   buffer_updated with no copy for a BufferedProtocol); write() tries the
+   syscall at once and queues only what the kernel did not take; the write
+   watcher flushes the queue with one sendmsg over many chunks.
+
+   Semantics follow asyncio's _SelectorSocketTransport: connection_made runs
+   soon after creation and reading starts after it; connection_lost runs
+   exactly once, soon after close/abort/a fatal error, and only then is the
+   socket closed (its watchers are stopped first: libev must never watch a
+   closed fd). Protocol callbacks the loop runs (connection_made/lost, data,
+   eof, resume_writing from a flush) run in the context copied when the
+   transport was made; calls made from inside user calls (pause_writing from
+   write()) run in the caller's context, as in asyncio. */
+#include "stream.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <structmember.h>
+#include "loop.h"
+#include "future.h"
+
+#define READ_SIZE (256 * 1024)          /* asyncio's max_size */
+#define MAX_IOV 64
+#define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+#define DEFAULT_HIGH_WATER (64 * 1024)
+
+typedef struct {
+    PyObject *obj;              /* a bytes object we own */
+    const char *ptr;            /* the unsent part of it */
+    Py_ssize_t len;
+} wchunk;
+
+typedef struct {
+    FlLoop *loop;
+    PyObject *sock;             /* socket.socket; NULL once closed */
+    PyObject *protocol;
+    PyObject *context;
+    PyObject *server;
+    PyObject *extra;
+    PyObject *waiter;           /* until connection_made ran */
+    PyObject *empty_waiter;     /* sendfile's "buffer drained" future */
+    PyObject *registry;         /* the loop's set of live transports */
+    PyObject *dict;
+    PyObject *weakreflist;
+    wchunk *wq;                 /* write queue: wq[wq_head .. wq_head+wq_count) */
+    Py_ssize_t wq_head, wq_count, wq_cap;
+    Py_ssize_t wsize;           /* bytes queued */
+    Py_ssize_t high_water, low_water;
+    Py_ssize_t conn_lost;
+    ev_io rio, wio;
+    int fd;
+    char buffered;              /* the protocol is a BufferedProtocol */
+    char closing, eof, paused, protocol_paused, made, lost;
+} FlStream;
+
+static Py_ssize_t stream_offset;
+#define ST(o) ((FlStream *)((char *)(o) + stream_offset))
+
+static PyTypeObject *stream_type;
+static PyTypeObject *listener_type;
+static PyTypeObject *loop_type;
+static PyObject *buffered_protocol_type;
+static PyObject *transport_socket_type;
+static PyObject *set_result_unless_cancelled;
+static PyObject *socket_type;
+static PyObject *helpers_module;
+
+static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
+    *str_eof_received, *str_connection_made, *str_connection_lost,
+    *str_pause_writing, *str_resume_writing, *str_close, *str_fileno,
+    *str_attach, *str_detach, *str_getsockname, *str_getpeername,
+    *str_accept, *str_fl_transports;
+
+/* Data received for a Protocol goes through here and is copied into a new
+   bytes object before any Python code runs: the GIL makes one buffer safe
+   for every loop of the process. */
+static char read_buf[READ_SIZE];
+
+/* ---- small helpers ---- */
+
+/* fastloop._network: the cold-path reports written in Python. */
+static PyObject *
+helper(const char *name)
+{
+    if (helpers_module == NULL) {
+        helpers_module = PyImport_ImportModule("fastloop._network");
+        if (helpers_module == NULL) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttrString(helpers_module, name);
+}
+
+static int
+call_helper(const char *name, PyObject *args)
+{
+    if (args == NULL) {
+        return -1;
+    }
+    PyObject *fn = helper(name);
+    PyObject *r = fn ? PyObject_Call(fn, args, NULL) : NULL;
+    Py_XDECREF(fn);
+    Py_DECREF(args);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+error_is_fatal(void)
+{
+    return PyErr_ExceptionMatches(PyExc_SystemExit)
+        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+static int
+reraise_entry(FlLoop *loop, fl_ready_item *item)
+{
+    fl_err_set_raised(Py_NewRef(item->arg));
+    return -1;
+}
+
+/* A libev callback cannot return an error: SystemExit and KeyboardInterrupt
+   leave the loop from the ready queue instead, as asyncio lets them out of
+   the callback that raised them. */
+static void
+stash_fatal(FlLoop *loop)
+{
+    PyObject *exc = fl_err_get_raised();
+    if (exc == NULL) {
+        return;
+    }
+    if (fl_ready_push(&loop->ready, reraise_entry, exc) < 0) {
+        PyErr_WriteUnraisable(exc);
+    }
+    Py_DECREF(exc);
+}
+
+/* The current exception as an object, for a report; NULL if the error
+   must stop the loop (it stays set). */
+static PyObject *
+take_nonfatal(void)
+{
+    if (error_is_fatal()) {
+        return NULL;
+    }
+    return fl_err_get_raised();
+}
+
+static PyObject *
+errno_exception(int err)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return fl_err_get_raised();
+}
+
+static void
+watch_start(FlStream *s, ev_io *w)
+{
+    if (s->loop->ev != NULL && !ev_is_active(w) && s->fd >= 0) {
+        ev_io_start(s->loop->ev, w);
+    }
+}
+
+static void
+watch_stop(FlStream *s, ev_io *w)
+{
+    if (s->loop != NULL && s->loop->ev != NULL && ev_is_active(w)) {
+        ev_io_stop(s->loop->ev, w);
+    }
+}
+
+static PyObject *
+call_method1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+static PyObject *
+call_method0(PyObject *obj, PyObject *name)
+{
+    PyObject *args[1] = {obj};
+    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+/* ---- write queue ---- */
+
+static void
+wq_clear(FlStream *s)
+{
+    for (Py_ssize_t i = 0; i < s->wq_count; i++) {
+        Py_DECREF(s->wq[s->wq_head + i].obj);
+    }
+    s->wq_head = s->wq_count = 0;
+    s->wsize = 0;
+}
+
+static int
+wq_append(FlStream *s, PyObject *data, const char *ptr, Py_ssize_t len)
+{
+    if (s->wq_head + s->wq_count == s->wq_cap) {
+        if (s->wq_head > 0) {
+            memmove(s->wq, s->wq + s->wq_head, s->wq_count * sizeof(wchunk));
+            s->wq_head = 0;
+        }
+        else {
+            Py_ssize_t cap = s->wq_cap ? s->wq_cap * 2 : 8;
+            wchunk *wq = PyMem_Realloc(s->wq, cap * sizeof(wchunk));
+            if (wq == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            s->wq = wq;
+            s->wq_cap = cap;
+        }
+    }
+    /* bytes are immutable: keep them. Anything else may change after
+       write() returns, so asyncio copies it, and so do we. */
+    PyObject *obj;
+    if (PyBytes_CheckExact(data)) {
+        obj = Py_NewRef(data);
+    }
+    else {
+        obj = PyBytes_FromStringAndSize(ptr, len);
+        if (obj == NULL) {
+            return -1;
+        }
+        ptr = PyBytes_AS_STRING(obj);
+    }
+    wchunk *c = &s->wq[s->wq_head + s->wq_count++];
+    c->obj = obj;
+    c->ptr = ptr;
+    c->len = len;
+    s->wsize += len;
+    return 0;
+}
+
+static void
+wq_consume(FlStream *s, Py_ssize_t n)
+{
+    s->wsize -= n;
+    while (n > 0 && s->wq_count > 0) {
+        wchunk *c = &s->wq[s->wq_head];
+        if (n < c->len) {
+            c->ptr += n;
+            c->len -= n;
+            return;
+        }
+        n -= c->len;
+        Py_DECREF(c->obj);
+        s->wq_head++;
+        s->wq_count--;
+    }
+    if (s->wq_count == 0) {
+        s->wq_head = 0;
+    }
+}
+
+/* sendmsg over up to MAX_IOV queued chunks; bytes sent, or -1 with errno. */
+static ssize_t
+wq_send(FlStream *s)
+{
+    struct iovec iov[MAX_IOV];
+    int n = 0;
+    for (Py_ssize_t i = 0; i < s->wq_count && n < MAX_IOV; i++, n++) {
+        wchunk *c = &s->wq[s->wq_head + i];
+        iov[n].iov_base = (void *)c->ptr;
+        iov[n].iov_len = (size_t)c->len;
+    }
+    struct msghdr msg = {0};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t r;
+    do {
+        r = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* ---- protocol notifications ---- */
+
+static int
+report_callback_error(PyObject *self, const char *message, PyObject *exc)
+{
+    FlStream *s = ST(self);
+    return call_helper("_report_callback_error", Py_BuildValue(
+        "(OsOOO)", (PyObject *)s->loop, message, exc, self,
+        s->protocol ? s->protocol : Py_None));
+}
+
+/* Calls protocol.<name>() for flow control; errors go to the loop's
+   exception handler, as _FlowControlMixin does. */
+static int
+notify_flow(PyObject *self, PyObject *name, const char *message)
+{
+    FlStream *s = ST(self);
+    if (s->protocol == NULL) {
+        return 0;
+    }
+    PyObject *r = call_method0(s->protocol, name);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    PyObject *exc = take_nonfatal();
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = report_callback_error(self, message, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+static int
+maybe_pause_protocol(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->wsize <= s->high_water || s->protocol_paused) {
+        return 0;
+    }
+    s->protocol_paused = 1;
+    return notify_flow(self, str_pause_writing, "protocol.pause_writing() failed");
+}
+
+static int
+maybe_resume_protocol(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (!s->protocol_paused || s->wsize > s->low_water) {
+        return 0;
+    }
+    s->protocol_paused = 0;
+    return notify_flow(self, str_resume_writing, "protocol.resume_writing() failed");
+}
+
+/* ---- closing ---- */
+
+static int lost_entry(FlLoop *loop, fl_ready_item *item);
+
+static int
+schedule_connection_lost(PyObject *self, PyObject *exc)
+{
+    FlStream *s = ST(self);
+    if (fl_loop_check_closed(s->loop) < 0) {
+        return -1;
+    }
+    return fl_ready_push_callback(&s->loop->ready, lost_entry, self,
+                                  exc ? exc : Py_None, NULL);
+}
+
+static int
+force_close(PyObject *self, PyObject *exc)
+{
+    FlStream *s = ST(self);
+    if (s->conn_lost) {
+        return 0;
+    }
+    if (s->wsize) {
+        wq_clear(s);
+        watch_stop(s, &s->wio);
+    }
+    if (!s->closing) {
+        s->closing = 1;
+        watch_stop(s, &s->rio);
+    }
+    s->conn_lost++;
+    return schedule_connection_lost(self, exc);
+}
+
+/* asyncio's _fatal_error: report (OSErrors only in debug mode) and abort.
+   Returns -1 only for errors that must stop the loop. */
+static int
+fatal_error(PyObject *self, PyObject *exc, const char *message)
+{
+    FlStream *s = ST(self);
+    if (call_helper("_report_fatal_error", Py_BuildValue(
+            "(OOOsO)", (PyObject *)s->loop, self,
+            s->protocol ? s->protocol : Py_None, message, exc)) < 0) {
+        return -1;
+    }
+    return force_close(self, exc);
+}
+
+/* The end of a transport: connection_lost(exc) once, then the socket. */
+static int
+call_connection_lost(PyObject *self, PyObject *exc)
+{
+    FlStream *s = ST(self);
+    int rc = 0;
+    if (s->lost) {
+        return 0;
+    }
+    s->lost = 1;
+    if (s->protocol != NULL) {
+        PyObject *r = call_method1(s->protocol, str_connection_lost, exc);
+        if (r != NULL) {
+            Py_DECREF(r);
+        }
+        else {
+            PyObject *e = take_nonfatal();
+            if (e == NULL) {
+                rc = -1;
+            }
+            else {
+                rc = report_callback_error(
+                    self, "Exception in callback transport._call_connection_lost()", e);
+                Py_DECREF(e);
+            }
+        }
+    }
+    /* Keep a fatal error while we release the rest. */
+    PyObject *pending = PyErr_Occurred() ? fl_err_get_raised() : NULL;
+    watch_stop(s, &s->rio);
+    watch_stop(s, &s->wio);
+    wq_clear(s);
+    if (s->sock != NULL) {
+        PyObject *sock = s->sock;
+        s->sock = NULL;
+        s->fd = -1;
+        PyObject *r = call_method0(sock, str_close);
+        Py_XDECREF(r);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(sock);
+        }
+        Py_DECREF(sock);
+    }
+    Py_CLEAR(s->protocol);
+    PyObject *server = s->server;
+    s->server = NULL;
+    if (server != NULL) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *r = call_method1(server, str_detach, self);
+#else
+        PyObject *r = call_method0(server, str_detach);
+#endif
+        Py_XDECREF(r);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(server);
+        }
+        Py_DECREF(server);
+    }
+    if (s->registry != NULL) {
+        if (PySet_Discard(s->registry, self) < 0) {
+            PyErr_WriteUnraisable(self);
+        }
+        Py_CLEAR(s->registry);
+    }
+    if (s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+        PyObject *r = PyObject_CallMethod(
+            s->empty_waiter, "set_exception", "N",
+            PyObject_CallFunction(PyExc_ConnectionError, "s",
+                                  "Connection is closed by peer"));
+        Py_XDECREF(r);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self);
+        }
+    }
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+    }
+    return rc;
+}
+
+static int
+lost_entry(FlLoop *loop, fl_ready_item *item)
+{
+    PyObject *self = item->arg;
+    FlStream *s = ST(self);
+    PyObject *exc = item->callback;
+    if (PyContext_Enter(s->context) < 0) {
+        return -1;
+    }
+    int rc = call_connection_lost(self, exc);
+    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
+    if (PyContext_Exit(s->context) < 0) {
+        Py_XDECREF(pending);
+        return -1;
+    }
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+    }
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static int
+on_eof(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+            "(sO)", "%r received EOF", self)) < 0) {
+        return -1;
+    }
+    PyObject *r = call_method0(s->protocol, str_eof_received);
+    if (r == NULL) {
+        PyObject *exc = take_nonfatal();
+        if (exc == NULL) {
+            return -1;
+        }
+        int rc = fatal_error(self, exc,
+                             "Fatal error: protocol.eof_received() call failed.");
+        Py_DECREF(exc);
+        return rc;
+    }
+    int keep_open = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (keep_open < 0) {
+        return -1;
+    }
+    if (keep_open) {
+        /* The protocol may still write; there is nothing more to read. */
+        watch_stop(s, &s->rio);
+        return 0;
+    }
+    if (!s->closing) {
+        s->closing = 1;
+        watch_stop(s, &s->rio);
+        if (s->wsize == 0) {
+            s->conn_lost++;
+            watch_stop(s, &s->wio);
+            return schedule_connection_lost(self, NULL);
+        }
+    }
+    return 0;
+}
+
+/* Reports a failed recv() or protocol call: -1 only for fatal errors. */
+static int
+read_failed(PyObject *self, const char *message)
+{
+    PyObject *exc = take_nonfatal();
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = fatal_error(self, exc, message);
+    Py_DECREF(exc);
+    return rc;
+}
+
+static ssize_t
+recv_into(int fd, char *buf, size_t len)
+{
+    ssize_t n;
+    do {
+        n = recv(fd, buf, len, 0);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static int
+read_data(PyObject *self)
+{
+    FlStream *s = ST(self);
+    ssize_t n = recv_into(s->fd, read_buf, sizeof(read_buf));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        PyObject *exc = errno_exception(errno);
+        int rc = fatal_error(self, exc, "Fatal read error on socket transport");
+        Py_DECREF(exc);
+        return rc;
+    }
+    if (n == 0) {
+        return on_eof(self);
+    }
+    PyObject *data = PyBytes_FromStringAndSize(read_buf, n);
+    if (data == NULL) {
+        return read_failed(self, "Fatal read error on socket transport");
+    }
+    PyObject *r = call_method1(s->protocol, str_data_received, data);
+    Py_DECREF(data);
+    if (r == NULL) {
+        return read_failed(self, "Fatal error: protocol.data_received() call failed.");
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+read_buffered(PyObject *self)
+{
+    FlStream *s = ST(self);
+    static PyObject *minus_one;
+    if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL) {
+        return -1;
+    }
+    PyObject *buf = call_method1(s->protocol, str_get_buffer, minus_one);
+    Py_buffer view;
+    if (buf == NULL) {
+        return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    int r = PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE);
+    Py_DECREF(buf);
+    if (r < 0) {
+        return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
+    }
+    ssize_t n = recv_into(s->fd, view.buf, (size_t)view.len);
+    int err = errno;
+    PyBuffer_Release(&view);
+    if (n < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return 0;
+        }
+        PyObject *exc = errno_exception(err);
+        int rc = fatal_error(self, exc, "Fatal read error on socket transport");
+        Py_DECREF(exc);
+        return rc;
+    }
+    if (n == 0) {
+        return on_eof(self);
+    }
+    PyObject *nbytes = PyLong_FromSsize_t(n);
+    if (nbytes == NULL) {
+        return -1;
+    }
+    PyObject *res = call_method1(s->protocol, str_buffer_updated, nbytes);
+    Py_DECREF(nbytes);
+    if (res == NULL) {
+        return read_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* Runs fn(self) in the transport's context from a libev callback. */
+static void
+run_in_context(PyObject *self, int (*fn)(PyObject *))
+{
+    FlStream *s = ST(self);
+    FlLoop *loop = s->loop;
+    Py_INCREF(self);
+    Py_INCREF(loop);
+    if (PyContext_Enter(s->context) < 0) {
+        PyErr_WriteUnraisable(self);
+        goto done;
+    }
+    int rc = fn(self);
+    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
+    if (PyContext_Exit(s->context) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+        stash_fatal(loop);
+    }
+done:
+    Py_DECREF(loop);
+    Py_DECREF(self);
+}
+
+static int
+do_read(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->conn_lost || s->protocol == NULL) {
+        return 0;
+    }
+    return s->buffered ? read_buffered(self) : read_data(self);
+}
+
+static void
+read_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    PyObject *self = w->data;
+    ST(self)->loop->io_events++;
+    if (PyErr_Occurred()) {
+        return;     /* an earlier callback failed; the run loop raises it */
+    }
+    run_in_context(self, do_read);
+}
+
+/* ---- writing ---- */
+
+static int
+do_write_ready(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->conn_lost || s->wsize == 0) {
+        watch_stop(s, &s->wio);
+        return 0;
+    }
+    ssize_t n = wq_send(s);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        PyObject *exc = errno_exception(errno);
+        watch_stop(s, &s->wio);
+        wq_clear(s);
+        int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+        if (rc == 0 && s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+            PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_exception",
+                                              "O", exc);
+            Py_XDECREF(r);
+            rc = r ? 0 : -1;
+        }
+        Py_DECREF(exc);
+        return rc;
+    }
+    wq_consume(s, n);
+    if (maybe_resume_protocol(self) < 0) {      /* may write more */
+        return -1;
+    }
+    if (s->wsize == 0) {
+        watch_stop(s, &s->wio);
+        if (s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+            PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_result",
+                                              "O", Py_None);
+            if (r == NULL) {
+                return -1;
+            }
+            Py_DECREF(r);
+        }
+        if (s->closing) {
+            return call_connection_lost(self, Py_None);
+        }
+        if (s->eof && shutdown(s->fd, SHUT_WR) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return read_failed(self, "Fatal write error on socket transport");
+        }
+    }
+    return 0;
+}
+
+static void
+write_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    PyObject *self = w->data;
+    ST(self)->loop->io_events++;
+    if (PyErr_Occurred()) {
+        return;
+    }
+    run_in_context(self, do_write_ready);
+}
+
+/* ---- creation ---- */
+
+static int
+made_entry(FlLoop *loop, fl_ready_item *item)
+{
+    PyObject *self = item->arg;
+    FlStream *s = ST(self);
+    int rc = 0;
+    if (PyContext_Enter(s->context) < 0) {
+        return -1;
+    }
+    if (s->protocol != NULL) {
+        PyObject *r = call_method1(s->protocol, str_connection_made, self);
+        if (r != NULL) {
+            Py_DECREF(r);
+        }
+        else {
+            PyObject *exc = take_nonfatal();
+            if (exc == NULL) {
+                rc = -1;
+            }
+            else {
+                rc = report_callback_error(
+                    self, "Exception in callback protocol.connection_made()", exc);
+                Py_DECREF(exc);
+            }
+        }
+    }
+    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
+    if (PyContext_Exit(s->context) < 0) {
+        Py_XDECREF(pending);
+        return -1;
+    }
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+        return -1;
+    }
+    /* Only start reading once connection_made() has been called. */
+    s->made = 1;
+    if (!s->closing && !s->paused && !s->lost) {
+        watch_start(s, &s->rio);
+    }
+    PyObject *waiter = s->waiter;
+    s->waiter = NULL;
+    if (waiter != NULL) {
+        PyObject *r = PyObject_CallFunctionObjArgs(set_result_unless_cancelled,
+                                                   waiter, Py_None, NULL);
+        Py_DECREF(waiter);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+static int
+set_protocol(PyObject *self, PyObject *protocol)
+{
+    FlStream *s = ST(self);
+    int buffered = PyObject_IsInstance(protocol, buffered_protocol_type);
+    if (buffered < 0) {
+        return -1;
+    }
+    s->buffered = (char)buffered;
+    Py_XSETREF(s->protocol, Py_NewRef(protocol));
+    return 0;
+}
+
+static void
+set_nodelay(int fd)
+{
+    int domain, type, proto, one = 1;
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0
+            || (domain != AF_INET && domain != AF_INET6)) {
+        return;
+    }
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) {
+        return;
+    }
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0
+            || proto != IPPROTO_TCP) {
+        return;
+    }
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+fill_extra(PyObject *extra, PyObject *sock)
+{
+    PyObject *tsock = PyObject_CallOneArg(transport_socket_type, sock);
+    if (tsock == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItemString(extra, "socket", tsock);
+    Py_DECREF(tsock);
+    if (r < 0) {
+        return -1;
+    }
+    static const char *names[2] = {"sockname", "peername"};
+    PyObject *meths[2] = {str_getsockname, str_getpeername};
+    for (int i = 0; i < 2; i++) {
+        PyObject *key = PyUnicode_InternFromString(names[i]);
+        if (key == NULL) {
+            return -1;
+        }
+        int has = PyDict_Contains(extra, key);
+        if (has < 0 || (i == 1 && has)) {
+            Py_DECREF(key);
+            if (has < 0) {
+                return -1;
+            }
+            continue;
+        }
+        PyObject *v = call_method0(sock, meths[i]);
+        if (v == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+                Py_DECREF(key);
+                return -1;
+            }
+            PyErr_Clear();
+            v = Py_NewRef(Py_None);
+        }
+        r = PyDict_SetItem(extra, key, v);
+        Py_DECREF(v);
+        Py_DECREF(key);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A new transport for a connected socket. `context` NULL copies the
+   current one. */
+static PyObject *
+stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
+              PyObject *waiter, PyObject *extra, PyObject *server,
+              PyObject *context)
+{
+    if (fl_loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    PyObject *fdobj = call_method0(sock, str_fileno);
+    if (fdobj == NULL) {
+        return NULL;
+    }
+    long fd = PyLong_AsLong(fdobj);
+    Py_DECREF(fdobj);
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return NULL;
+    }
+    PyObject *self = stream_type->tp_alloc(stream_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    FlStream *s = ST(self);
+    s->fd = (int)fd;
+    s->loop = (FlLoop *)Py_NewRef(loop);
+    s->high_water = DEFAULT_HIGH_WATER;
+    s->low_water = DEFAULT_HIGH_WATER / 4;
+    ev_io_init(&s->rio, read_cb, (int)fd, EV_READ);
+    ev_io_init(&s->wio, write_cb, (int)fd, EV_WRITE);
+    s->rio.data = self;
+    s->wio.data = self;
+    s->context = context ? Py_NewRef(context) : PyContext_CopyCurrent();
+    if (s->context == NULL) {
+        goto error;
+    }
+    s->sock = Py_NewRef(sock);
+    s->extra = (extra != NULL && extra != Py_None) ? Py_NewRef(extra) : PyDict_New();
+    if (s->extra == NULL || !PyDict_Check(s->extra)) {
+        if (s->extra != NULL) {
+            PyErr_SetString(PyExc_TypeError, "extra must be a dict");
+        }
+        goto error;
+    }
+    if (fill_extra(s->extra, sock) < 0 || set_protocol(self, protocol) < 0) {
+        goto error;
+    }
+    set_nodelay((int)fd);
+    s->registry = PyObject_GetAttr((PyObject *)loop, str_fl_transports);
+    if (s->registry == NULL || PySet_Add(s->registry, self) < 0) {
+        goto error;
+    }
+    if (server != NULL && server != Py_None) {
+        s->server = Py_NewRef(server);
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *r = call_method1(server, str_attach, self);
+#else
+        PyObject *r = call_method0(server, str_attach);
+#endif
+        if (r == NULL) {
+            Py_CLEAR(s->server);
+            goto error;
+        }
+        Py_DECREF(r);
+    }
+    if (waiter != NULL && waiter != Py_None) {
+        s->waiter = Py_NewRef(waiter);
+    }
+    if (fl_ready_push(&loop->ready, made_entry, self) < 0) {
+        goto error;
+    }
+    return self;
+error:
+    /* Nothing watches the fd yet; the socket stays the caller's. */
+    if (s->registry != NULL) {
+        PySet_Discard(s->registry, self);
+        Py_CLEAR(s->registry);
+    }
+    Py_CLEAR(s->sock);
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* ---- Python-visible methods ---- */
+
+static PyObject *
+stream_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "sock", "protocol", "waiter", "extra",
+                             "server", NULL};
+    PyObject *loop, *sock, *protocol, *waiter = Py_None, *extra = Py_None,
+             *server = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOO:StreamTransport",
+                                     kwlist, &loop, &sock, &protocol, &waiter,
+                                     &extra, &server)) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(loop, loop_type)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+        return NULL;
+    }
+    return stream_create((FlLoop *)loop, sock, protocol, waiter, extra,
+                         server, NULL);
+}
+
+static int
+stream_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return 0;   /* everything happened in tp_new; skip asyncio's __init__ */
+}
+
+static PyObject *
+write_dropped(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
+            && call_helper("_log_warning", Py_BuildValue(
+                "(s)", "socket.send() raised exception.")) < 0) {
+        return NULL;
+    }
+    s->conn_lost++;
+    Py_RETURN_NONE;
+}
+
+static int
+check_writable(FlStream *s, const char *what)
+{
+    if (s->eof) {
+        PyErr_Format(PyExc_RuntimeError, "Cannot call %s() after write_eof()", what);
+        return -1;
+    }
+    if (s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+        PyErr_Format(PyExc_RuntimeError, "unable to %s; sendfile is in progress",
+                     what);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+stream_write(PyObject *self, PyObject *data)
+{
+    FlStream *s = ST(self);
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like "
+                     "object, not '%.200s'", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (check_writable(s, "write") < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    if (view.len == 0) {
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (s->conn_lost) {
+        ret = write_dropped(self);
+        goto done;
+    }
+    const char *ptr = view.buf;
+    Py_ssize_t len = view.len;
+    if (s->wsize == 0) {
+        /* Try to send now: most writes never touch the queue. */
+        ssize_t n;
+        do {
+            n = send(s->fd, ptr, (size_t)len, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                PyObject *exc = errno_exception(errno);
+                int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+                Py_DECREF(exc);
+                ret = rc < 0 ? NULL : Py_NewRef(Py_None);
+                goto done;
+            }
+            n = 0;
+        }
+        if (n == len) {
+            ret = Py_NewRef(Py_None);
+            goto done;
+        }
+        ptr += n;
+        len -= n;
+        watch_start(s, &s->wio);
+    }
+    if (wq_append(s, data, ptr, len) < 0 || maybe_pause_protocol(self) < 0) {
+        goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return ret;
+}
+
+static PyObject *
+stream_writelines(PyObject *self, PyObject *list_of_data)
+{
+    FlStream *s = ST(self);
+#if PY_VERSION_HEX >= 0x030C0000
+    const char *what = "writelines";
+#else
+    const char *what = "write";
+#endif
+    if (check_writable(s, what) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(list_of_data, "writelines() expects an iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *ret = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = items[i];
+        if (!PyObject_CheckBuffer(d)) {
+            PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like "
+                         "object, not '%.200s'", Py_TYPE(d)->tp_name);
+            goto done;
+        }
+    }
+    if (s->conn_lost) {
+        ret = n ? write_dropped(self) : Py_NewRef(Py_None);
+        goto done;
+    }
+    int was_empty = s->wsize == 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+        int r = view.len ? wq_append(s, items[i], view.buf, view.len) : 0;
+        PyBuffer_Release(&view);
+        if (r < 0) {
+            goto done;
+        }
+    }
+    if (was_empty && s->wsize) {
+        /* One vectored send for the lot, queued only if it fell short. */
+        ssize_t sent = wq_send(s);
+        if (sent < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                PyObject *exc = errno_exception(errno);
+                wq_clear(s);
+                int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+                Py_DECREF(exc);
+                ret = rc < 0 ? NULL : Py_NewRef(Py_None);
+                goto done;
+            }
+            sent = 0;
+        }
+        wq_consume(s, sent);
+        if (s->wsize) {
+            watch_start(s, &s->wio);
+        }
+    }
+    if (maybe_pause_protocol(self) < 0) {
+        goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    Py_DECREF(seq);
+    return ret;
+}
+
+static PyObject *
+stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    if (s->closing || s->eof) {
+        Py_RETURN_NONE;
+    }
+    s->eof = 1;
+    if (s->wsize == 0 && s->fd >= 0 && shutdown(s->fd, SHUT_WR) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+stream_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    if (s->closing) {
+        Py_RETURN_NONE;
+    }
+    s->closing = 1;
+    watch_stop(s, &s->rio);
+    if (s->wsize == 0) {
+        s->conn_lost++;
+        watch_stop(s, &s->wio);
+        if (schedule_connection_lost(self, NULL) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_abort(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (force_close(self, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_force_close(PyObject *self, PyObject *exc)
+{
+    if (force_close(self, exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_fatal_error(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "_fatal_error(exc, message=...)");
+        return NULL;
+    }
+    const char *message = "Fatal error on transport";
+    if (nargs == 2 && (message = PyUnicode_AsUTF8(args[1])) == NULL) {
+        return NULL;
+    }
+    if (fatal_error(self, args[0], message) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_is_closing(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(ST(self)->closing);
+}
+
+static PyObject *
+stream_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    return PyBool_FromLong(!s->closing && !s->paused);
+}
+
+static PyObject *
+stream_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    if (s->closing || s->paused) {
+        Py_RETURN_NONE;
+    }
+    s->paused = 1;
+    watch_stop(s, &s->rio);
+    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+            "(sO)", "%r pauses reading", self)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    if (s->closing || !s->paused) {
+        Py_RETURN_NONE;
+    }
+    s->paused = 0;
+    if (s->made) {
+        watch_start(s, &s->rio);
+    }
+    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+            "(sO)", "%r resumes reading", self)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_set_write_buffer_limits(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high = Py_None, *low = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits",
+                                     kwlist, &high, &low)) {
+        return NULL;
+    }
+    Py_ssize_t h, l;
+    if (high == Py_None) {
+        if (low == Py_None) {
+            h = DEFAULT_HIGH_WATER;
+        }
+        else {
+            l = PyNumber_AsSsize_t(low, PyExc_OverflowError);
+            if (l == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            h = 4 * l;
+        }
+    }
+    else if ((h = PyNumber_AsSsize_t(high, PyExc_OverflowError)) == -1
+             && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (low == Py_None) {
+        l = h >= 0 ? h / 4 : -((-h + 3) / 4);    /* Python's floor division */
+    }
+    else if ((l = PyNumber_AsSsize_t(low, PyExc_OverflowError)) == -1
+             && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(h >= l && l >= 0)) {
+        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0",
+                     h, l);
+        return NULL;
+    }
+    FlStream *s = ST(self);
+    s->high_water = h;
+    s->low_water = l;
+    if (maybe_pause_protocol(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_get_write_buffer_limits(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    return Py_BuildValue("(nn)", s->low_water, s->high_water);
+}
+
+static PyObject *
+stream_get_write_buffer_size(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(ST(self)->wsize);
+}
+
+static PyObject *
+stream_get_extra_info(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "default", NULL};
+    PyObject *name, *dflt = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist,
+                                     &name, &dflt)) {
+        return NULL;
+    }
+    PyObject *v = PyDict_GetItemWithError(ST(self)->extra, name);
+    if (v == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(dflt);
+    }
+    return Py_NewRef(v);
+}
+
+static PyObject *
+stream_set_protocol(PyObject *self, PyObject *protocol)
+{
+    if (set_protocol(self, protocol) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_get_protocol(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *p = ST(self)->protocol;
+    return Py_NewRef(p ? p : Py_None);
+}
+
+static PyObject *
+stream_make_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    FlStream *s = ST(self);
+    if (s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    PyObject *fut = PyObject_CallMethod((PyObject *)s->loop, "create_future", NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (s->wsize == 0) {
+        PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (r == NULL) {
+            Py_DECREF(fut);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_XSETREF(s->empty_waiter, Py_NewRef(fut));
+    return fut;
+}
+
+static PyObject *
+stream_reset_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(ST(self)->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stream_repr(PyObject *self)
+{
+    FlStream *s = ST(self);
+    const char *state = s->sock == NULL ? " closed" : s->closing ? " closing" : "";
+    if (s->sock == NULL || s->loop->closed) {
+        return PyUnicode_FromFormat("<%s%s fd=%d>", Py_TYPE(self)->tp_name,
+                                    state, s->fd);
+    }
+    return PyUnicode_FromFormat(
+        "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>", Py_TYPE(self)->tp_name,
+        state, s->fd, ev_is_active(&s->rio) ? "polling" : "idle",
+        ev_is_active(&s->wio) ? "polling" : "idle", s->wsize);
+}
+
+/* ---- attributes asyncio's own code reads ---- */
+
+static PyObject *
+get_loop(PyObject *self, void *c)
+{
+    FlStream *s = ST(self);
+    return Py_NewRef(s->lost ? Py_None : (PyObject *)s->loop);
+}
+
+static PyObject *
+get_sock(PyObject *self, void *c)
+{
+    PyObject *v = ST(self)->sock;
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static PyObject *
+get_sock_fd(PyObject *self, void *c)
+{
+    return PyLong_FromLong(ST(self)->fd);
+}
+
+static PyObject *
+get_protocol_attr(PyObject *self, void *c)
+{
+    return stream_get_protocol(self, NULL);
+}
+
+static PyObject *
+get_server(PyObject *self, void *c)
+{
+    PyObject *v = ST(self)->server;
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static PyObject *
+get_extra(PyObject *self, void *c)
+{
+    return Py_NewRef(ST(self)->extra);
+}
+
+static PyObject *
+get_closing(PyObject *self, void *c)
+{
+    return PyBool_FromLong(ST(self)->closing);
+}
+
+static PyObject *
+get_conn_lost(PyObject *self, void *c)
+{
+    return PyLong_FromSsize_t(ST(self)->conn_lost);
+}
+
+static PyObject *
+get_protocol_paused(PyObject *self, void *c)
+{
+    return PyBool_FromLong(ST(self)->protocol_paused);
+}
+
+static int
+set_protocol_paused(PyObject *self, PyObject *v, void *c)
+{
+    int b = v ? PyObject_IsTrue(v) : 0;
+    if (b < 0) {
+        return -1;
+    }
+    ST(self)->protocol_paused = (char)b;
+    return 0;
+}
+
+static PyObject *
+get_high_water(PyObject *self, void *c)
+{
+    return PyLong_FromSsize_t(ST(self)->high_water);
+}
+
+static PyObject *
+get_low_water(PyObject *self, void *c)
+{
+    return PyLong_FromSsize_t(ST(self)->low_water);
+}
+
+static PyObject *
+get_empty_waiter(PyObject *self, void *c)
+{
+    PyObject *v = ST(self)->empty_waiter;
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static PyObject *
+get_eof(PyObject *self, void *c)
+{
+    return PyBool_FromLong(ST(self)->eof);
+}
+
+static PyObject *
+get_paused(PyObject *self, void *c)
+{
+    return PyBool_FromLong(ST(self)->paused);
+}
+
+/* ---- lifetime ---- */
+
+static void
+stream_finalize(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->sock == NULL) {
+        return;
+    }
+    PyObject *exc = fl_err_get_raised();
+    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
+                         self) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    watch_stop(s, &s->rio);
+    watch_stop(s, &s->wio);
+    PyObject *sock = s->sock;
+    s->sock = NULL;
+    s->fd = -1;
+    PyObject *r = call_method0(sock, str_close);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(sock);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(sock);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+}
+
+/* The base's __slots__ (asyncio's _extra, _loop, ...) sit between the
+   object header and our fields; we never set them, but a user may. */
+static int
+stream_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    FlStream *s = ST(self);
+    Py_VISIT(Py_TYPE(self));
+    for (PyObject **p = (PyObject **)((char *)self + sizeof(PyObject));
+         (char *)p < (char *)s; p++) {
+        Py_VISIT(*p);
+    }
+    Py_VISIT(s->loop);
+    Py_VISIT(s->sock);
+    Py_VISIT(s->protocol);
+    Py_VISIT(s->context);
+    Py_VISIT(s->server);
+    Py_VISIT(s->extra);
+    Py_VISIT(s->waiter);
+    Py_VISIT(s->empty_waiter);
+    Py_VISIT(s->registry);
+    Py_VISIT(s->dict);
+    for (Py_ssize_t i = 0; i < s->wq_count; i++) {
+        Py_VISIT(s->wq[s->wq_head + i].obj);
+    }
+    return 0;
+}
+
+static int
+stream_clear(PyObject *self)
+{
+    FlStream *s = ST(self);
+    for (PyObject **p = (PyObject **)((char *)self + sizeof(PyObject));
+         (char *)p < (char *)s; p++) {
+        Py_CLEAR(*p);
+    }
+    /* The watchers point at us: stop them while the loop is still known. */
+    watch_stop(s, &s->rio);
+    watch_stop(s, &s->wio);
+    wq_clear(s);
+    Py_CLEAR(s->sock);
+    Py_CLEAR(s->protocol);
+    Py_CLEAR(s->context);
+    Py_CLEAR(s->server);
+    Py_CLEAR(s->extra);
+    Py_CLEAR(s->waiter);
+    Py_CLEAR(s->empty_waiter);
+    Py_CLEAR(s->registry);
+    Py_CLEAR(s->dict);
+    return 0;
+}
+
+static void
+stream_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;     /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    FlStream *s = ST(self);
+    if (s->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    stream_clear(self);
+    Py_CLEAR(s->loop);
+    PyMem_Free(s->wq);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef stream_methods[] = {
+    {"write", stream_write, METH_O, NULL},
+    {"writelines", stream_writelines, METH_O, NULL},
+    {"write_eof", stream_write_eof, METH_NOARGS, NULL},
+    {"can_write_eof", stream_can_write_eof, METH_NOARGS, NULL},
+    {"close", stream_close, METH_NOARGS, NULL},
+    {"abort", stream_abort, METH_NOARGS, NULL},
+    {"is_closing", stream_is_closing, METH_NOARGS, NULL},
+    {"is_reading", stream_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", stream_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", stream_resume_reading, METH_NOARGS, NULL},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_write_buffer_limits", stream_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"get_write_buffer_size", stream_get_write_buffer_size, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_protocol", stream_set_protocol, METH_O, NULL},
+    {"get_protocol", stream_get_protocol, METH_NOARGS, NULL},
+    {"_force_close", stream_force_close, METH_O, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))stream_fatal_error,
+     METH_FASTCALL, NULL},
+    {"_make_empty_waiter", stream_make_empty_waiter, METH_NOARGS, NULL},
+    {"_reset_empty_waiter", stream_reset_empty_waiter, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stream_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"_loop", get_loop, NULL, NULL, NULL},
+    {"_sock", get_sock, NULL, NULL, NULL},
+    {"_sock_fd", get_sock_fd, NULL, NULL, NULL},
+    {"_protocol", get_protocol_attr, NULL, NULL, NULL},
+    {"_server", get_server, NULL, NULL, NULL},
+    {"_extra", get_extra, NULL, NULL, NULL},
+    {"_closing", get_closing, NULL, NULL, NULL},
+    {"_conn_lost", get_conn_lost, NULL, NULL, NULL},
+    {"_protocol_paused", get_protocol_paused, set_protocol_paused, NULL, NULL},
+    {"_high_water", get_high_water, NULL, NULL, NULL},
+    {"_low_water", get_low_water, NULL, NULL, NULL},
+    {"_empty_waiter", get_empty_waiter, NULL, NULL, NULL},
+    {"_eof", get_eof, NULL, NULL, NULL},
+    {"_paused", get_paused, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef stream_members[] = {
+    {"__dictoffset__", T_PYSSIZET, 0, READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, 0, READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot stream_slots[] = {
+    {Py_tp_new, stream_tp_new},
+    {Py_tp_init, stream_tp_init},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_finalize, stream_finalize},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_methods, stream_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {0, NULL},
+};
+
+static PyType_Spec stream_spec = {
+    .name = "fastloop.StreamTransport",
+    .basicsize = 0,             /* set from the base's size at init */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_slots,
+};
+
+/* ======================================================================
+   Listener: accepts connections on a listening socket in C.
+   ====================================================================== */
+
+typedef struct {
+    PyObject_HEAD
+    FlLoop *loop;
+    PyObject *sock;
+    PyObject *accept;           /* sock._accept: (fd, address) */
+    PyObject *factory;
+    PyObject *sslcontext;       /* None for plain connections */
+    PyObject *server;
+    PyObject *hs_timeout, *sh_timeout;
+    PyObject *context;
+    ev_io w;
+    int family, type, proto;
+    int backlog;
+    char stopped;
+} FlListener;
+
+static void
+listener_stop_watch(FlListener *l)
+{
+    if (l->loop != NULL && l->loop->ev != NULL && ev_is_active(&l->w)) {
+        ev_io_stop(l->loop->ev, &l->w);
+    }
+}
+
+static int
+accept_error(FlListener *l)
+{
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError)
+            || PyErr_ExceptionMatches(PyExc_InterruptedError)
+            || PyErr_ExceptionMatches(PyExc_ConnectionAbortedError)) {
+        PyErr_Clear();
+        return 1;   /* the backlog is empty */
+    }
+    PyObject *exc = take_nonfatal();
+    if (exc == NULL) {
+        return -1;
+    }
+    /* Out of fds or memory: the helper logs, and pauses us for a while
+       (Linux keeps reporting the socket readable). */
+    int rc = call_helper("_accept_error", Py_BuildValue(
+        "(OOO)", (PyObject *)l->loop, (PyObject *)l, exc));
+    Py_DECREF(exc);
+    return rc < 0 ? -1 : 1;
+}
+
+static int
+accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
+{
+    PyObject *ctx = PyObject_CallMethod(l->context, "copy", NULL);
+    if (ctx == NULL) {
+        return -1;
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(ctx);
+        return -1;
+    }
+    int rc = 0;
+    PyObject *protocol = NULL, *extra = NULL, *tr = NULL;
+    protocol = PyObject_CallNoArgs(l->factory);
+    if (protocol != NULL) {
+        extra = Py_BuildValue("{sO}", "peername", addr);
+        if (extra != NULL) {
+            tr = stream_create(l->loop, conn, protocol, NULL, extra, l->server, ctx);
+        }
+    }
+    if (tr == NULL) {
+        PyObject *exc = take_nonfatal();
+        if (exc == NULL) {
+            rc = -1;
+        }
+        else {
+            PyObject *r = call_method0(conn, str_close);
+            Py_XDECREF(r);
+            if (r == NULL) {
+                PyErr_Clear();
+            }
+            rc = call_helper("_accept_failed", Py_BuildValue(
+                "(OOOO)", (PyObject *)l->loop, exc,
+                protocol ? protocol : Py_None, (PyObject *)l));
+            Py_DECREF(exc);
+        }
+    }
+    Py_XDECREF(tr);
+    Py_XDECREF(extra);
+    Py_XDECREF(protocol);
+    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
+    if (PyContext_Exit(ctx) < 0) {
+        PyErr_WriteUnraisable(ctx);
+    }
+    Py_DECREF(ctx);
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+    }
+    return rc;
+}
+
+static int
+accept_one(FlListener *l)
+{
+    PyObject *res = PyObject_CallNoArgs(l->accept);
+    if (res == NULL) {
+        return accept_error(l);
+    }
+    int fd;
+    PyObject *addr;
+    if (!PyArg_ParseTuple(res, "iO", &fd, &addr)) {
+        Py_DECREF(res);
+        return -1;
+    }
+    Py_INCREF(addr);
+    Py_DECREF(res);
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        close(fd);
+        Py_DECREF(addr);
+        return 0;
+    }
+    /* SOCK_NONBLOCK in the type tells the socket object that the fd is
+       non-blocking (timeout 0); the object's type drops the flag. */
+    PyObject *conn = PyObject_CallFunction(socket_type, "iiii", l->family,
+                                           l->type | SOCK_NONBLOCK, l->proto, fd);
+    if (conn == NULL) {
+        close(fd);
+        Py_DECREF(addr);
+        return accept_error(l) < 0 ? -1 : 0;
+    }
+    int rc;
+    if (l->sslcontext != Py_None) {
+        rc = call_helper("_accept_ssl", Py_BuildValue(
+            "(OOOO)", (PyObject *)l->loop, (PyObject *)l, conn, addr));
+    }
+    else {
+        rc = accept_plain(l, conn, addr);
+    }
+    Py_DECREF(conn);
+    Py_DECREF(addr);
+    return rc;
+}
+
+static int
+do_accept(FlListener *l)
+{
+    for (int i = 0; i < l->backlog && !l->stopped; i++) {
+        int r = accept_one(l);
+        if (r != 0) {
+            return r < 0 ? -1 : 0;
+        }
+    }
+    return 0;
+}
+
+static void
+accept_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    FlListener *l = w->data;
+    FlLoop *loop = l->loop;
+    loop->io_events++;
+    if (PyErr_Occurred()) {
+        return;
+    }
+    Py_INCREF(l);
+    Py_INCREF(loop);
+    if (do_accept(l) < 0) {
+        if (!error_is_fatal()) {
+            PyObject *exc = fl_err_get_raised();
+            if (call_helper("_accept_error", Py_BuildValue(
+                    "(OOO)", (PyObject *)loop, (PyObject *)l, exc)) < 0) {
+                stash_fatal(loop);
+            }
+            Py_DECREF(exc);
+        }
+        else {
+            stash_fatal(loop);
+        }
+    }
+    Py_DECREF(loop);
+    Py_DECREF(l);
+}
+
+static PyObject *
+listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "sock", "protocol_factory", "sslcontext",
+                             "server", "backlog", "ssl_handshake_timeout",
+                             "ssl_shutdown_timeout", NULL};
+    PyObject *loop, *sock, *factory, *sslcontext = Py_None, *server = Py_None,
+             *hs = Py_None, *sh = Py_None;
+    int backlog = 100;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOiOO:Listener", kwlist,
+                                     &loop, &sock, &factory, &sslcontext,
+                                     &server, &backlog, &hs, &sh)) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(loop, loop_type)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+        return NULL;
+    }
+    if (fl_loop_check_closed((FlLoop *)loop) < 0) {
+        return NULL;
+    }
+    PyObject *fdobj = call_method0(sock, str_fileno);
+    if (fdobj == NULL) {
+        return NULL;
+    }
+    long lfd = PyLong_AsLong(fdobj);
+    Py_DECREF(fdobj);
+    if (lfd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int fd = (int)lfd;
+    if (lfd < 0 || lfd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", lfd);
+        return NULL;
+    }
+    FlListener *l = (FlListener *)type->tp_alloc(type, 0);
+    if (l == NULL) {
+        return NULL;
+    }
+    l->loop = (FlLoop *)Py_NewRef(loop);
+    l->sock = Py_NewRef(sock);
+    l->factory = Py_NewRef(factory);
+    l->sslcontext = Py_NewRef(PyObject_IsTrue(sslcontext) == 1 ? sslcontext : Py_None);
+    PyErr_Clear();
+    l->server = Py_NewRef(server);
+    l->hs_timeout = Py_NewRef(hs);
+    l->sh_timeout = Py_NewRef(sh);
+    l->backlog = backlog > 0 ? backlog : 1;
+    l->stopped = 1;
+    l->accept = PyObject_GetAttr(sock, str_accept);
+    l->context = PyContext_CopyCurrent();
+    socklen_t len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &l->family, &len) < 0
+            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &l->type, &len)) < 0
+            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &l->proto, &len)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(l);
+        return NULL;
+    }
+    if (l->accept == NULL || l->context == NULL) {
+        Py_DECREF(l);
+        return NULL;
+    }
+    ev_io_init(&l->w, accept_cb, fd, EV_READ);
+    l->w.data = l;
+    return (PyObject *)l;
+}
+
+static PyObject *
+listener_start(FlListener *l, PyObject *Py_UNUSED(ignored))
+{
+    if (fl_loop_check_closed(l->loop) < 0) {
+        return NULL;
+    }
+    l->stopped = 0;
+    if (!ev_is_active(&l->w)) {
+        ev_io_start(l->loop->ev, &l->w);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Stops accepting; `paused` only until _resume() (EMFILE backoff). */
+static PyObject *
+listener_pause(FlListener *l, PyObject *Py_UNUSED(ignored))
+{
+    listener_stop_watch(l);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+listener_resume(FlListener *l, PyObject *Py_UNUSED(ignored))
+{
+    if (!l->stopped && l->loop->ev != NULL && !ev_is_active(&l->w)) {
+        ev_io_start(l->loop->ev, &l->w);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+listener_stop(FlListener *l, PyObject *Py_UNUSED(ignored))
+{
+    l->stopped = 1;
+    listener_stop_watch(l);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+listener_get_attr(FlListener *l, void *closure)
+{
+    PyObject *v = *(PyObject **)((char *)l + (size_t)closure);
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static int
+listener_traverse(FlListener *l, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(l));
+    Py_VISIT(l->loop);
+    Py_VISIT(l->sock);
+    Py_VISIT(l->accept);
+    Py_VISIT(l->factory);
+    Py_VISIT(l->sslcontext);
+    Py_VISIT(l->server);
+    Py_VISIT(l->hs_timeout);
+    Py_VISIT(l->sh_timeout);
+    Py_VISIT(l->context);
+    return 0;
+}
+
+static int
+listener_clear(FlListener *l)
+{
+    l->stopped = 1;
+    listener_stop_watch(l);
+    Py_CLEAR(l->sock);
+    Py_CLEAR(l->accept);
+    Py_CLEAR(l->factory);
+    Py_CLEAR(l->sslcontext);
+    Py_CLEAR(l->server);
+    Py_CLEAR(l->hs_timeout);
+    Py_CLEAR(l->sh_timeout);
+    Py_CLEAR(l->context);
+    return 0;
+}
+
+static void
+listener_dealloc(FlListener *l)
+{
+    PyTypeObject *tp = Py_TYPE(l);
+    PyObject_GC_UnTrack(l);
+    listener_clear(l);
+    Py_CLEAR(l->loop);
+    tp->tp_free(l);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef listener_methods[] = {
+    {"start", (PyCFunction)listener_start, METH_NOARGS, NULL},
+    {"stop", (PyCFunction)listener_stop, METH_NOARGS, NULL},
+    {"_pause", (PyCFunction)listener_pause, METH_NOARGS, NULL},
+    {"_resume", (PyCFunction)listener_resume, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+#define LGET(name, field) \
+    {name, (getter)listener_get_attr, NULL, NULL, (void *)offsetof(FlListener, field)}
+
+static PyGetSetDef listener_getset[] = {
+    LGET("sock", sock),
+    LGET("protocol_factory", factory),
+    LGET("sslcontext", sslcontext),
+    LGET("server", server),
+    LGET("ssl_handshake_timeout", hs_timeout),
+    LGET("ssl_shutdown_timeout", sh_timeout),
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot listener_slots[] = {
+    {Py_tp_new, listener_tp_new},
+    {Py_tp_dealloc, listener_dealloc},
+    {Py_tp_traverse, listener_traverse},
+    {Py_tp_clear, listener_clear},
+    {Py_tp_methods, listener_methods},
+    {Py_tp_getset, listener_getset},
+    {0, NULL},
+};
+
+static PyType_Spec listener_spec = {
+    .name = "fastloop.Listener",
+    .basicsize = sizeof(FlListener),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = listener_slots,
+};
+
+/* ---- module init ---- */
+
+static int
+intern_all(void)
+{
+    static const struct { PyObject **slot; const char *s; } names[] = {
+        {&str_data_received, "data_received"},
+        {&str_get_buffer, "get_buffer"},
+        {&str_buffer_updated, "buffer_updated"},
+        {&str_eof_received, "eof_received"},
+        {&str_connection_made, "connection_made"},
+        {&str_connection_lost, "connection_lost"},
+        {&str_pause_writing, "pause_writing"},
+        {&str_resume_writing, "resume_writing"},
+        {&str_close, "close"},
+        {&str_fileno, "fileno"},
+        {&str_attach, "_attach"},
+        {&str_detach, "_detach"},
+        {&str_getsockname, "getsockname"},
+        {&str_getpeername, "getpeername"},
+        {&str_accept, "_accept"},
+        {&str_fl_transports, "_fl_transports"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL
+                && (*names[i].slot = PyUnicode_InternFromString(names[i].s)) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *v = PyObject_GetAttrString(m, name);
+    Py_DECREF(m);
+    return v;
+}
+
+int
+fl_stream_module_init(PyObject *module, fl_state *st)
+{
+    loop_type = st->loop_type;
+    if (intern_all() < 0) {
+        return -1;
+    }
+    PyObject *base = import_attr("asyncio.transports", "_FlowControlMixin");
+    if (base == NULL) {
+        return -1;
+    }
+    PyTypeObject *bt = (PyTypeObject *)base;
+    if (!PyType_Check(base) || bt->tp_dictoffset != 0 || bt->tp_weaklistoffset != 0
+            || bt->tp_itemsize != 0) {
+        PyErr_SetString(PyExc_ImportError,
+                        "unexpected asyncio.transports._FlowControlMixin layout");
+        Py_DECREF(base);
+        return -1;
+    }
+    Py_ssize_t align = (Py_ssize_t)sizeof(void *);
+    stream_offset = (bt->tp_basicsize + align - 1) / align * align;
+    stream_spec.basicsize = (int)(stream_offset + sizeof(FlStream));
+    stream_members[0].offset = stream_offset + offsetof(FlStream, dict);
+    stream_members[1].offset = stream_offset + offsetof(FlStream, weakreflist);
+    PyObject *t = PyType_FromModuleAndSpec(module, &stream_spec, base);
+    Py_DECREF(base);
+    if (t == NULL) {
+        return -1;
+    }
+    stream_type = (PyTypeObject *)t;
+    if (PyModule_AddObjectRef(module, "StreamTransport", t) < 0) {
+        return -1;
+    }
+    t = PyType_FromModuleAndSpec(module, &listener_spec, NULL);
+    if (t == NULL) {
+        return -1;
+    }
+    listener_type = (PyTypeObject *)t;
+    if (PyModule_AddObjectRef(module, "Listener", t) < 0) {
+        return -1;
+    }
+    buffered_protocol_type = import_attr("asyncio.protocols", "BufferedProtocol");
+    transport_socket_type = import_attr("asyncio.trsock", "TransportSocket");
+    set_result_unless_cancelled = import_attr("asyncio.futures",
+                                              "_set_result_unless_cancelled");
+    socket_type = import_attr("socket", "socket");
+    if (buffered_protocol_type == NULL || transport_socket_type == NULL
+            || set_result_unless_cancelled == NULL || socket_type == NULL) {
+        return -1;
+    }
+    return 0;
+}
