@@ -10,7 +10,7 @@ import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
-from . import _core, _helpers, _unsupported
+from . import _core, _datagram, _helpers, _unsupported
 
 _Base = base_events.BaseEventLoop
 
@@ -19,7 +19,8 @@ def _noop_signal_handler(signum, frame):
     """Installed for signals the loop handles: the wakeup fd does the work."""
 
 
-class Loop(_core.LoopCore, _unsupported.NetworkStubs, asyncio.AbstractEventLoop):
+class Loop(_core.LoopCore, _datagram.DatagramMixin, _unsupported.NetworkStubs,
+           asyncio.AbstractEventLoop):
     """An asyncio event loop whose hot paths run in C on libev."""
 
     def __init__(self):

@@ -4,7 +4,12 @@ import warnings
 
 from ._loop import Loop
 
-_Base = getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
+# asyncio's Unix policy where it has one: on 3.10-3.13 it carries the child
+# watcher API (get_child_watcher/set_child_watcher) that code and CPython's
+# own tests still call.
+_unix_events = getattr(asyncio, "unix_events", None)
+_Base = getattr(_unix_events, "_UnixDefaultEventLoopPolicy", None) or \
+    getattr(asyncio.events, "BaseDefaultEventLoopPolicy", None) or \
     getattr(asyncio.events, "_BaseDefaultEventLoopPolicy")
 
 

@@ -8,7 +8,7 @@ they land with the network and subprocess issues.
 _ASYNC_METHODS = (
     "create_connection", "create_server", "sendfile", "start_tls",
     "create_unix_connection", "create_unix_server", "connect_accepted_socket",
-    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+    "connect_read_pipe", "connect_write_pipe",
     "subprocess_shell", "subprocess_exec",
     "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
     "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",

@@ -5,6 +5,7 @@
 #include "handle.h"
 #include "future.h"
 #include "task.h"
+#include "udp.h"
 
 static struct PyModuleDef fl_module_def;
 
@@ -235,7 +236,8 @@ module_exec(PyObject *module)
             || add_type(module, &fl_loop_spec, NULL, &st->loop_type,
                         "LoopCore") < 0
             || add_loop_methods(st->loop_type) < 0
-            || add_future_types(module, st) < 0) {
+            || add_future_types(module, st) < 0
+            || fl_udp_module_init(module) < 0) {
         return -1;
     }
     fl_loop_install_syserr_cb();
