@@ -33,8 +33,8 @@
 #else
 #define UDP_HEADER_SIZE 0
 #endif
-/* Up to 3.11, sendto(b'') sends nothing; from 3.12 an empty datagram. */
-#if PY_VERSION_HEX < 0x030C0000
+/* Up to 3.12, sendto(b'') returns at once; 3.13 sends an empty datagram. */
+#if PY_VERSION_HEX < 0x030D0000
 #define UDP_SKIP_EMPTY 1
 #else
 #define UDP_SKIP_EMPTY 0
@@ -247,7 +247,8 @@ log_call(const char *level, PyObject *args, PyObject *exc_info)
 
 /* ---- closing ---- */
 
-static int call_connection_lost(FlUdpTransport *self, PyObject *exc);
+static int call_connection_lost(FlUdpTransport *self, PyObject *exc,
+                                int in_context);
 
 static int
 lost_entry(FlLoop *loop, fl_ready_item *item)
@@ -255,7 +256,7 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
     FlUdpTransport *self = (FlUdpTransport *)item->arg;
     PyObject *exc = self->lost_exc;     /* owned by this call from now on */
     self->lost_exc = NULL;
-    int r = call_connection_lost(self, exc ? exc : Py_None);
+    int r = call_connection_lost(self, exc ? exc : Py_None, 0);
     Py_XDECREF(exc);
     return r;
 }
@@ -306,10 +307,11 @@ close_sock(FlUdpTransport *self)
     return 0;
 }
 
-/* Runs protocol.connection_lost(exc) in the transport's context, then closes
-   the socket; -1 only for errors that must stop the loop. */
+/* Runs protocol.connection_lost(exc) in the transport's context (entered
+   here unless the caller already did), then closes the socket; -1 only for
+   errors that must stop the loop. */
 static int
-call_connection_lost(FlUdpTransport *self, PyObject *exc)
+call_connection_lost(FlUdpTransport *self, PyObject *exc, int in_context)
 {
     int r = 0;
     Py_INCREF(self);
@@ -319,14 +321,20 @@ call_connection_lost(FlUdpTransport *self, PyObject *exc)
     PyObject *protocol = self->protocol;
     self->protocol = NULL;
     if (protocol != NULL && self->protocol_connected) {
-        if (PyContext_Enter(self->context) < 0) {
+        if (!in_context && PyContext_Enter(self->context) < 0) {
             r = -1;
         }
         else {
             PyObject *args[2] = {protocol, exc};
             PyObject *res = PyObject_VectorcallMethod(
                 str_connection_lost, args, 2, NULL);
-            PyContext_Exit(self->context);
+            if (!in_context) {
+                PyObject *saved = fl_err_get_raised();
+                PyContext_Exit(self->context);
+                if (saved != NULL) {
+                    fl_err_set_raised(saved);
+                }
+            }
             if (res != NULL) {
                 Py_DECREF(res);
             }
@@ -752,7 +760,7 @@ sendto_ready(FlUdpTransport *self)
     if (self->count == 0) {
         stop_watcher(self, &self->wio);
         if (self->closing) {
-            return call_connection_lost(self, Py_None);
+            return call_connection_lost(self, Py_None, 1);
         }
     }
     return 0;
@@ -1122,6 +1130,15 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
         }
         return NULL;
     }
+    if (UDP_SKIP_EMPTY) {
+        Py_ssize_t n = PyObject_Length(data);
+        if (n < 0) {
+            return NULL;
+        }
+        if (n == 0) {
+            Py_RETURN_NONE;     /* before the address check, as asyncio */
+        }
+    }
     if (self->address != NULL) {
         if (addr != Py_None && addr != self->address) {
             int eq = PyObject_RichCompareBool(addr, self->address, Py_EQ);
@@ -1162,10 +1179,6 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
         if (r < 0) {
             return NULL;
         }
-        Py_RETURN_NONE;
-    }
-    if (UDP_SKIP_EMPTY && view.len == 0) {
-        PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
     if (self->count == 0) {
