@@ -83,6 +83,8 @@ typedef struct {
     char protocol_connected;
     char connected;             /* peername: send() instead of sendto() */
     char holds_self;            /* the open transport's own reference */
+    char read_queued;           /* read_entry is in the ready queue */
+    char write_queued;          /* write_entry is in the ready queue */
 } FlUdpTransport;
 
 static PyObject *str_datagram_received;
@@ -152,29 +154,6 @@ release_self(FlUdpTransport *self)
 }
 
 /* ---- reporting ---- */
-
-static int
-raise_entry(FlLoop *loop, fl_ready_item *item)
-{
-    fl_err_set_raised(Py_NewRef(item->arg));
-    return -1;
-}
-
-/* In a watcher callback: SystemExit or KeyboardInterrupt must leave the
-   loop, but not from inside ev_run(); the ready queue raises it next. */
-static void
-stash_error(FlUdpTransport *self)
-{
-    PyObject *exc = fl_err_get_raised();
-    if (exc == NULL) {
-        return;
-    }
-    if (fl_ready_push(&self->loop->ready, raise_entry, exc) < 0) {
-        PyErr_Clear();
-        PyErr_WriteUnraisable(exc);
-    }
-    Py_DECREF(exc);
-}
 
 static int
 is_fatal_exc(void)
@@ -766,27 +745,39 @@ sendto_ready(FlUdpTransport *self)
     return 0;
 }
 
+static int
+write_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    self->write_queued = 0;
+    if (!ev_is_active(&self->wio)) {
+        return 0;   /* stopped since the poll */
+    }
+    if (PyContext_Enter(self->context) < 0) {
+        return -1;
+    }
+    int r = sendto_ready(self);
+    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
+    PyContext_Exit(self->context);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+    return r;
+}
+
+/* The watchers only queue the work: like asyncio's selector callbacks, it
+   runs after what was already in the ready queue when the poll came. */
 static void
 write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     FlUdpTransport *self = FROM_FIELD(w, wio);
     self->loop->io_events++;
-    if (PyErr_Occurred() || (revents & EV_ERROR)) {
+    if (PyErr_Occurred() || (revents & EV_ERROR) || self->write_queued) {
         return;     /* EV_ERROR: libev found the fd closed and stopped us */
     }
-    Py_INCREF(self);
-    if (PyContext_Enter(self->context) == 0) {
-        int r = sendto_ready(self);
-        PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
-        PyContext_Exit(self->context);
-        if (exc != NULL) {
-            fl_err_set_raised(exc);
-        }
+    if (fl_ready_push(&self->loop->ready, write_entry, (PyObject *)self) == 0) {
+        self->write_queued = 1;
     }
-    if (PyErr_Occurred()) {
-        stash_error(self);
-    }
-    Py_DECREF(self);
 }
 
 /* ---- receiving ---- */
@@ -861,35 +852,45 @@ read_one(FlUdpTransport *self)
     return 1;
 }
 
+static int
+read_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    self->read_queued = 0;
+    if (!ev_is_active(&self->rio)) {
+        return 0;   /* paused or closed since the poll */
+    }
+    if (PyContext_Enter(self->context) < 0) {
+        return -1;
+    }
+    int r = 0;
+    /* Closing or pausing from a callback stops the watcher. */
+    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->rio)
+                    && self->protocol != NULL; i++) {
+        r = read_one(self);
+        if (r <= 0) {
+            break;
+        }
+    }
+    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
+    PyContext_Exit(self->context);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+    return r < 0 ? -1 : 0;
+}
+
 static void
 read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     FlUdpTransport *self = FROM_FIELD(w, rio);
     self->loop->io_events++;
-    if (PyErr_Occurred() || (revents & EV_ERROR)) {
+    if (PyErr_Occurred() || (revents & EV_ERROR) || self->read_queued) {
         return;
     }
-    Py_INCREF(self);
-    if (PyContext_Enter(self->context) == 0) {
-        int r = 0;
-        /* Closing or pausing from a callback stops the watcher. */
-        for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->rio)
-                        && self->protocol != NULL; i++) {
-            r = read_one(self);
-            if (r <= 0) {
-                break;
-            }
-        }
-        PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
-        PyContext_Exit(self->context);
-        if (exc != NULL) {
-            fl_err_set_raised(exc);
-        }
+    if (fl_ready_push(&self->loop->ready, read_entry, (PyObject *)self) == 0) {
+        self->read_queued = 1;
     }
-    if (PyErr_Occurred()) {
-        stash_error(self);
-    }
-    Py_DECREF(self);
 }
 
 /* The loop is being destroyed with this transport still open: like

@@ -199,6 +199,25 @@ def test_many_datagrams(loop):
     close_all(loop, client, server)
 
 
+def test_ready_callbacks_run_before_datagrams(loop):
+    # asyncio queues the reader after the callbacks already due when the poll
+    # finds the datagram; protocols rely on that order (cpython gh-91227).
+    order = []
+
+    class P(Proto):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            order.append("datagram")
+
+    st, server = endpoint(loop, lambda: P(loop), local_addr=("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"x", st.get_extra_info("sockname"))
+    loop.call_soon(order.append, "soon")
+    run(loop, server.wait_datagrams(1))
+    assert order == ["soon", "datagram"]
+    close_all(loop, server)
+
+
 def test_large_datagram(loop):
     st, server = endpoint(loop, lambda: Proto(loop), local_addr=("127.0.0.1", 0))
     ct, client = endpoint(loop, lambda: Proto(loop),
