@@ -10,7 +10,7 @@ import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
-from . import _core, _helpers, _network, _sock, _unsupported
+from . import _core, _datagram, _helpers, _network, _sock, _unsupported
 
 _Base = base_events.BaseEventLoop
 
@@ -20,7 +20,7 @@ def _noop_signal_handler(signum, frame):
 
 
 class Loop(_core.LoopCore, _sock.SockMethods, _network.NetworkMixin,
-           _unsupported.NetworkStubs,
+           _datagram.DatagramMixin, _unsupported.NetworkStubs,
            asyncio.AbstractEventLoop):
     """An asyncio event loop whose hot paths run in C on libev."""
 

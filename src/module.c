@@ -7,6 +7,7 @@
 #include "task.h"
 #include "sock.h"
 #include "stream.h"
+#include "udp.h"
 
 static struct PyModuleDef fl_module_def;
 
@@ -239,7 +240,8 @@ module_exec(PyObject *module)
             || add_loop_methods(st->loop_type) < 0
             || add_future_types(module, st) < 0
             || fl_sock_module_init(module) < 0
-            || fl_stream_module_init(module, st) < 0) {
+            || fl_stream_module_init(module, st) < 0
+            || fl_udp_module_init(module) < 0) {
         return -1;
     }
     fl_loop_install_syserr_cb();

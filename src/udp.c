@@ -1,0 +1,1688 @@
+/* Datagram transports (see udp.h).
+
+   Semantics are asyncio's _SelectorDatagramTransport's, per Python version:
+   connection_made, then reading, then the waiter, each "soon"; sendto()
+   sends at once and buffers on EAGAIN; OSErrors go to error_received();
+   connection_lost() runs once, after which the socket is closed.
+
+   Lifetime: an open transport keeps a reference to itself (asyncio's loop
+   keeps its transports alive through the selector) until connection_lost()
+   has run, or until the loop is destroyed: an ev_cleanup watcher then stops
+   the io watchers and drops that reference. */
+#include "udp.h"
+#include "loop.h"
+#include "handle.h"
+#include "future.h"
+#include <structmember.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#define UDP_MAX_SIZE (256 * 1024)       /* asyncio's max_size for recvfrom */
+#define UDP_READS_PER_EVENT 32          /* datagrams read per readiness */
+#define UDP_LOG_THRESHOLD 5             /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+
+/* What a buffered datagram counts for in get_write_buffer_size(). */
+#if PY_VERSION_HEX >= 0x030D0000
+#define UDP_HEADER_SIZE 8
+#else
+#define UDP_HEADER_SIZE 0
+#endif
+/* Up to 3.12, sendto(b'') returns at once; 3.13 sends an empty datagram. */
+#if PY_VERSION_HEX < 0x030D0000
+#define UDP_SKIP_EMPTY 1
+#else
+#define UDP_SKIP_EMPTY 0
+#endif
+
+#ifndef MSG_DONTWAIT
+#define MSG_DONTWAIT 0
+#endif
+
+typedef struct {
+    PyObject *data;             /* bytes */
+    PyObject *addr;             /* as given to sendto(), None when connected */
+} udp_packet;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *extra;            /* BaseTransport's `_extra` slot lives here */
+    PyObject *dict;
+    PyObject *weakreflist;
+    FlLoop *loop;
+    PyObject *sock;             /* NULL once closed */
+    PyObject *protocol;         /* NULL after connection_lost() */
+    PyObject *context;          /* protocol callbacks run in it */
+    PyObject *address;          /* remote_addr given at creation, or NULL */
+    PyObject *waiter;           /* until the start entry ran */
+    PyObject *lost_exc;         /* connection_lost()'s argument, scheduled */
+    int fd;
+    int family;
+    ev_io rio;
+    ev_io wio;
+    ev_cleanup cleanup;
+
+    udp_packet *buf;            /* ring of datagrams waiting to be sent */
+    size_t head, count, cap;
+    Py_ssize_t buffer_size;
+    Py_ssize_t high_water, low_water;
+    long conn_lost;
+
+    PyObject *last_addr;        /* sendto()'s last address and its parse */
+    struct sockaddr_storage last_sa;
+    socklen_t last_salen;
+
+    char closing;
+    char paused;                /* pause_reading() */
+    char protocol_paused;       /* pause_writing() was called */
+    char protocol_connected;
+    char connected;             /* peername: send() instead of sendto() */
+    char holds_self;            /* the open transport's own reference */
+    char read_queued;           /* read_entry is in the ready queue */
+    char write_queued;          /* write_entry is in the ready queue */
+} FlUdpTransport;
+
+static PyObject *str_datagram_received;
+static PyObject *str_error_received;
+static PyObject *str_connection_lost;
+static PyObject *str_pause_writing;
+static PyObject *str_resume_writing;
+static PyObject *str_peername;
+
+/* Datagrams are copied out before any Python code runs, under the GIL. */
+static char recv_buf[UDP_MAX_SIZE];
+
+#define FROM_FIELD(ptr, field) \
+    ((FlUdpTransport *)((char *)(ptr) - offsetof(FlUdpTransport, field)))
+
+static int fast_family(int family)
+{
+    return family == AF_INET || family == AF_INET6 || family == AF_UNIX;
+}
+
+/* ---- watchers ---- */
+
+static int
+check_loop_open(FlUdpTransport *self)
+{
+    if (self->loop->closed || self->loop->ev == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+start_watcher(FlUdpTransport *self, ev_io *w)
+{
+    if (ev_is_active(w)) {
+        return 0;
+    }
+    if (check_loop_open(self) < 0) {
+        return -1;
+    }
+    ev_io_start(self->loop->ev, w);
+    return 0;
+}
+
+/* Active watchers imply a live libev loop: the cleanup stops them first. */
+static void
+stop_watcher(FlUdpTransport *self, ev_io *w)
+{
+    if (ev_is_active(w)) {
+        ev_io_stop(self->loop->ev, w);
+    }
+}
+
+/* Drops the open transport's reference to itself; the caller holds one. */
+static void
+release_self(FlUdpTransport *self)
+{
+    if (!self->holds_self) {
+        return;
+    }
+    if (ev_is_active(&self->cleanup)) {
+        ev_cleanup_stop(self->loop->ev, &self->cleanup);
+    }
+    self->holds_self = 0;
+    Py_DECREF(self);
+}
+
+/* ---- reporting ---- */
+
+static int
+is_fatal_exc(void)
+{
+    return PyErr_ExceptionMatches(PyExc_SystemExit)
+           || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+/* loop.call_exception_handler({...}) about this transport; `exc` borrowed. */
+static int
+report(FlUdpTransport *self, PyObject *message, PyObject *exc)
+{
+    PyObject *ctx = Py_BuildValue(
+        "{s:O,s:O,s:O,s:O}", "message", message, "exception", exc,
+        "transport", (PyObject *)self,
+        "protocol", self->protocol ? self->protocol : Py_None);
+    if (ctx == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)self->loop,
+                                      "call_exception_handler", "O", ctx);
+    Py_DECREF(ctx);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A protocol callback raised (error set): what must stop the loop stays
+   set (-1); the rest goes to the exception handler, as asyncio's Handle
+   would report it. */
+static int
+callback_failed(FlUdpTransport *self, const char *what)
+{
+    if (is_fatal_exc()) {
+        return -1;
+    }
+    PyObject *exc = fl_err_get_raised();
+    PyObject *msg = PyUnicode_FromFormat("Exception in callback %s.%s",
+                                         Py_TYPE(self)->tp_name, what);
+    int r = msg ? report(self, msg, exc) : -1;
+    Py_XDECREF(msg);
+    Py_DECREF(exc);
+    return r;
+}
+
+/* asyncio's logger.<level>(*args, exc_info=exc_info or None). */
+static int
+log_call(const char *level, PyObject *args, PyObject *exc_info)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.log");
+    PyObject *logger = mod ? PyObject_GetAttrString(mod, "logger") : NULL;
+    Py_XDECREF(mod);
+    if (logger == NULL) {
+        return -1;
+    }
+    PyObject *meth = PyObject_GetAttrString(logger, level);
+    PyObject *kw = exc_info ? Py_BuildValue("{s:O}", "exc_info", exc_info) : NULL;
+    PyObject *r = meth && (kw || !exc_info) ? PyObject_Call(meth, args, kw) : NULL;
+    Py_XDECREF(meth);
+    Py_XDECREF(kw);
+    Py_DECREF(logger);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- closing ---- */
+
+static int call_connection_lost(FlUdpTransport *self, PyObject *exc,
+                                int in_context);
+
+static int
+lost_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    PyObject *exc = self->lost_exc;     /* owned by this call from now on */
+    self->lost_exc = NULL;
+    int r = call_connection_lost(self, exc ? exc : Py_None, 0);
+    Py_XDECREF(exc);
+    return r;
+}
+
+static int
+schedule_connection_lost(FlUdpTransport *self, PyObject *exc)
+{
+    if (check_loop_open(self) < 0
+            || fl_ready_push(&self->loop->ready, lost_entry,
+                             (PyObject *)self) < 0) {
+        return -1;
+    }
+    Py_XSETREF(self->lost_exc, exc == Py_None ? NULL : Py_XNewRef(exc));
+    return 0;
+}
+
+static void
+clear_buffer(FlUdpTransport *self)
+{
+    while (self->count) {
+        udp_packet *p = &self->buf[self->head];
+        self->head = (self->head + 1) & (self->cap - 1);
+        self->count--;
+        Py_DECREF(p->data);
+        Py_DECREF(p->addr);
+    }
+    self->head = 0;
+    self->buffer_size = 0;
+}
+
+/* Closes the socket through its Python object, so that it knows. */
+static int
+close_sock(FlUdpTransport *self)
+{
+    stop_watcher(self, &self->rio);
+    stop_watcher(self, &self->wio);
+    PyObject *sock = self->sock;
+    if (sock == NULL) {
+        return 0;
+    }
+    self->sock = NULL;
+    PyObject *r = PyObject_CallMethod(sock, "close", NULL);
+    Py_DECREF(sock);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Runs protocol.connection_lost(exc) in the transport's context (entered
+   here unless the caller already did), then closes the socket; -1 only for
+   errors that must stop the loop. */
+static int
+call_connection_lost(FlUdpTransport *self, PyObject *exc, int in_context)
+{
+    int r = 0;
+    Py_INCREF(self);
+    if (self->conn_lost == 0) {
+        self->conn_lost = 1;
+    }
+    PyObject *protocol = self->protocol;
+    self->protocol = NULL;
+    if (protocol != NULL && self->protocol_connected) {
+        if (!in_context && PyContext_Enter(self->context) < 0) {
+            r = -1;
+        }
+        else {
+            PyObject *args[2] = {protocol, exc};
+            PyObject *res = PyObject_VectorcallMethod(
+                str_connection_lost, args, 2, NULL);
+            if (!in_context) {
+                PyObject *saved = fl_err_get_raised();
+                PyContext_Exit(self->context);
+                if (saved != NULL) {
+                    fl_err_set_raised(saved);
+                }
+            }
+            if (res != NULL) {
+                Py_DECREF(res);
+            }
+            else {
+                /* The handler sees the protocol that failed. */
+                self->protocol = protocol;
+                r = callback_failed(self, "_call_connection_lost()");
+                self->protocol = NULL;
+            }
+        }
+    }
+    Py_XDECREF(protocol);
+    PyObject *saved = r < 0 ? fl_err_get_raised() : NULL;
+    if (close_sock(self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    if (saved != NULL) {
+        fl_err_set_raised(saved);
+    }
+    release_self(self);
+    Py_DECREF(self);
+    return r;
+}
+
+static int
+force_close(FlUdpTransport *self, PyObject *exc)
+{
+    if (self->conn_lost) {
+        return 0;
+    }
+    if (self->count) {
+        clear_buffer(self);
+        stop_watcher(self, &self->wio);
+    }
+    if (!self->closing) {
+        self->closing = 1;
+        stop_watcher(self, &self->rio);
+    }
+    self->conn_lost++;
+    return schedule_connection_lost(self, exc);
+}
+
+/* asyncio's _fatal_error(): `exc` borrowed. */
+static int
+fatal_error(FlUdpTransport *self, PyObject *exc, const char *message)
+{
+    PyObject *msg = PyUnicode_FromString(message);
+    if (msg == NULL) {
+        return -1;
+    }
+    int r;
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        r = 0;
+        if (self->loop->debug) {
+            PyObject *args = Py_BuildValue("(sOO)", "%r: %s", self, msg);
+            r = args ? log_call("debug", args, exc) : -1;
+            Py_XDECREF(args);
+        }
+    }
+    else {
+        r = report(self, msg, exc);
+    }
+    Py_DECREF(msg);
+    if (r < 0) {
+        return -1;
+    }
+    return force_close(self, exc);
+}
+
+/* The current error came out of a send or receive: OSErrors go to
+   error_received(), other exceptions are fatal for the transport. */
+static int
+io_error(FlUdpTransport *self, const char *fatal_message)
+{
+    if (is_fatal_exc()) {
+        return -1;
+    }
+    PyObject *exc = fl_err_get_raised();
+    int r;
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        PyObject *protocol = Py_XNewRef(self->protocol);
+        if (protocol == NULL) {
+            r = 0;
+        }
+        else {
+            PyObject *args[2] = {protocol, exc};
+            PyObject *res = PyObject_VectorcallMethod(
+                str_error_received, args, 2, NULL);
+            Py_DECREF(protocol);
+            r = res == NULL ? -2 : 0;   /* -2: error_received() raised */
+            Py_XDECREF(res);
+        }
+    }
+    else {
+        r = fatal_error(self, exc, fatal_message);
+    }
+    Py_DECREF(exc);
+    return r;
+}
+
+/* ---- flow control ---- */
+
+static int
+call_flow_method(FlUdpTransport *self, PyObject *name, const char *failed)
+{
+    PyObject *protocol = Py_XNewRef(self->protocol);
+    if (protocol == NULL) {
+        return 0;
+    }
+    PyObject *res = PyObject_VectorcallMethod(name, &protocol, 1, NULL);
+    int r = 0;
+    if (res != NULL) {
+        Py_DECREF(res);
+    }
+    else if (is_fatal_exc()) {
+        r = -1;
+    }
+    else {
+        PyObject *exc = fl_err_get_raised();
+        PyObject *msg = PyUnicode_FromString(failed);
+        r = msg ? report(self, msg, exc) : -1;
+        Py_XDECREF(msg);
+        Py_DECREF(exc);
+    }
+    Py_DECREF(protocol);
+    return r;
+}
+
+static int
+maybe_pause_protocol(FlUdpTransport *self)
+{
+    if (self->buffer_size <= self->high_water || self->protocol_paused) {
+        return 0;
+    }
+    self->protocol_paused = 1;
+    return call_flow_method(self, str_pause_writing,
+                            "protocol.pause_writing() failed");
+}
+
+static int
+maybe_resume_protocol(FlUdpTransport *self)
+{
+    if (!self->protocol_paused || self->buffer_size > self->low_water) {
+        return 0;
+    }
+    self->protocol_paused = 0;
+    return call_flow_method(self, str_resume_writing,
+                            "protocol.resume_writing() failed");
+}
+
+/* ---- addresses ---- */
+
+static PyObject *
+make_addr(const struct sockaddr *sa, socklen_t len)
+{
+    if (len == 0) {
+        Py_RETURN_NONE;     /* e.g. from an unbound AF_UNIX socket */
+    }
+    char host[INET6_ADDRSTRLEN];
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned int)a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)sa;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t plen = len > off ? len - off : 0;
+        if (plen > sizeof(a->sun_path)) {
+            plen = sizeof(a->sun_path);
+        }
+        if (plen > 0 && a->sun_path[0] == '\0') {
+            /* Linux's abstract namespace: bytes, as the socket module. */
+            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)plen);
+        }
+        return PyUnicode_DecodeFSDefaultAndSize(
+            a->sun_path, (Py_ssize_t)strnlen(a->sun_path, plen));
+    }
+    default:
+        PyErr_SetString(PyExc_OSError, "unexpected address family");
+        return NULL;
+    }
+}
+
+static int
+long_in_range(PyObject *v, long lo, long hi, long *out)
+{
+    if (!PyLong_CheckExact(v)) {
+        return 0;
+    }
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = x;
+    return x >= lo && x <= hi;
+}
+
+/* Parses the common address forms in C: 1 done, 0 when the socket module
+   must do it (host names, odd types, anything out of range: its own
+   errors then). */
+static int
+parse_addr(int family, PyObject *addr, struct sockaddr_storage *ss,
+           socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_UNIX) {
+        struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        PyObject *path;
+        if (PyUnicode_CheckExact(addr)) {
+            path = PyUnicode_EncodeFSDefault(addr);
+            if (path == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+        else if (PyBytes_CheckExact(addr)) {
+            path = Py_NewRef(addr);
+        }
+        else {
+            return 0;
+        }
+        Py_ssize_t n = PyBytes_GET_SIZE(path);
+        int ok = n > 0 && (size_t)n < sizeof(a->sun_path);
+        if (ok) {
+            a->sun_family = AF_UNIX;
+            memcpy(a->sun_path, PyBytes_AS_STRING(path), (size_t)n);
+            *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        }
+        Py_DECREF(path);
+        return ok;
+    }
+    if (family != AF_INET && family != AF_INET6) {
+        return 0;
+    }
+    if (!PyTuple_CheckExact(addr)) {
+        return 0;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(addr);
+    if (size < 2 || size > (family == AF_INET ? 2 : 4)
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(addr, 0))) {
+        return 0;
+    }
+    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(addr, 0));
+    long port, flowinfo = 0, scope_id = 0;
+    if (host == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (!long_in_range(PyTuple_GET_ITEM(addr, 1), 0, 65535, &port)) {
+        return 0;
+    }
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+            return 0;
+        }
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        *len = sizeof(*a);
+        return 1;
+    }
+    if ((size > 2 && !long_in_range(PyTuple_GET_ITEM(addr, 2), 0, 0xfffff,
+                                    &flowinfo))
+            || (size > 3 && !long_in_range(PyTuple_GET_ITEM(addr, 3), 0,
+                                           (long)UINT32_MAX, &scope_id))) {
+        return 0;
+    }
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
+        return 0;
+    }
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    a->sin6_flowinfo = htonl((uint32_t)flowinfo);
+    a->sin6_scope_id = (uint32_t)scope_id;
+    *len = sizeof(*a);
+    return 1;
+}
+
+/* The parsed form of addr, from the one-entry cache when it is the same
+   address as last time: a server answers the same peers over and over. */
+static int
+cached_addr(FlUdpTransport *self, PyObject *addr)
+{
+    PyObject *last = self->last_addr;
+    if (last != NULL) {
+        if (last == addr) {
+            return 1;
+        }
+        if (Py_TYPE(last) == Py_TYPE(addr)) {
+            int eq = PyObject_RichCompareBool(last, addr, Py_EQ);
+            if (eq < 0) {
+                PyErr_Clear();
+            }
+            else if (eq) {
+                return 1;
+            }
+        }
+    }
+    if (!parse_addr(self->family, addr, &self->last_sa, &self->last_salen)) {
+        Py_CLEAR(self->last_addr);
+        return 0;
+    }
+    Py_XSETREF(self->last_addr, Py_NewRef(addr));
+    return 1;
+}
+
+/* ---- sending ---- */
+
+/* Sends one datagram: 0 sent, 1 the kernel would block, -1 error set. */
+static int
+send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
+         PyObject *obj, PyObject *addr)
+{
+    ssize_t n;
+    if (self->sock == NULL) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (self->connected) {
+        do {
+            n = send(self->fd, data, (size_t)len, MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+    }
+    else if (addr != Py_None && cached_addr(self, addr)) {
+        do {
+            n = sendto(self->fd, data, (size_t)len, MSG_DONTWAIT,
+                       (struct sockaddr *)&self->last_sa, self->last_salen);
+        } while (n < 0 && errno == EINTR);
+    }
+    else {
+        /* The socket module's own parsing, resolution and errors. */
+        PyObject *r = PyObject_CallMethod(self->sock, "sendto", "OO", obj, addr);
+        if (r != NULL) {
+            Py_DECREF(r);
+            return 0;
+        }
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError)
+                || PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
+    if (n >= 0) {
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return 1;
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
+
+static int
+buffer_push(FlUdpTransport *self, PyObject *data, PyObject *addr)
+{
+    if (self->count == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 16;
+        udp_packet *nb = PyMem_Malloc(cap * sizeof(*nb));
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < self->count; i++) {
+            nb[i] = self->buf[(self->head + i) & (self->cap - 1)];
+        }
+        PyMem_Free(self->buf);
+        self->buf = nb;
+        self->cap = cap;
+        self->head = 0;
+    }
+    udp_packet *p = &self->buf[(self->head + self->count) & (self->cap - 1)];
+    p->data = Py_NewRef(data);
+    p->addr = Py_NewRef(addr);
+    self->count++;
+    self->buffer_size += PyBytes_GET_SIZE(data) + UDP_HEADER_SIZE;
+    return 0;
+}
+
+/* asyncio's _sendto_ready(); -1 only for errors that must stop the loop. */
+static int
+sendto_ready(FlUdpTransport *self)
+{
+    while (self->count) {
+        udp_packet p = self->buf[self->head];
+        Py_ssize_t len = PyBytes_GET_SIZE(p.data);
+        int r = send_one(self, PyBytes_AS_STRING(p.data), len, p.data, p.addr);
+        if (r == 1) {
+            break;      /* try again when writable */
+        }
+        self->head = (self->head + 1) & (self->cap - 1);
+        self->count--;
+        self->buffer_size -= len + UDP_HEADER_SIZE;
+        Py_DECREF(p.data);
+        Py_DECREF(p.addr);
+        if (r < 0) {
+            r = io_error(self, "Fatal write error on datagram transport");
+            if (r == -2) {
+                return callback_failed(self, "_sendto_ready()");
+            }
+            return r;
+        }
+    }
+    if (maybe_resume_protocol(self) < 0) {
+        return -1;
+    }
+    if (self->count == 0) {
+        stop_watcher(self, &self->wio);
+        if (self->closing) {
+            return call_connection_lost(self, Py_None, 1);
+        }
+    }
+    return 0;
+}
+
+static int
+write_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    self->write_queued = 0;
+    if (!ev_is_active(&self->wio)) {
+        return 0;   /* stopped since the poll */
+    }
+    if (PyContext_Enter(self->context) < 0) {
+        return -1;
+    }
+    int r = sendto_ready(self);
+    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
+    PyContext_Exit(self->context);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+    return r;
+}
+
+/* The watchers only queue the work: like asyncio's selector callbacks, it
+   runs after what was already in the ready queue when the poll came. */
+static void
+write_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    FlUdpTransport *self = FROM_FIELD(w, wio);
+    self->loop->io_events++;
+    if (PyErr_Occurred() || (revents & EV_ERROR) || self->write_queued) {
+        return;     /* EV_ERROR: libev found the fd closed and stopped us */
+    }
+    if (fl_ready_push(&self->loop->ready, write_entry, (PyObject *)self) == 0) {
+        self->write_queued = 1;
+    }
+}
+
+/* ---- receiving ---- */
+
+/* One datagram to the protocol: 1 read one, 0 stop reading for now, -1
+   an error that must stop the loop. */
+static int
+read_one(FlUdpTransport *self)
+{
+    PyObject *data, *addr;
+    if (fast_family(self->family)) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof(ss);
+        ssize_t n;
+        do {
+            n = recvfrom(self->fd, recv_buf, sizeof(recv_buf), 0,
+                         (struct sockaddr *)&ss, &sslen);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return 0;
+            }
+            PyErr_SetFromErrno(PyExc_OSError);
+            data = addr = NULL;
+        }
+        else {
+            data = PyBytes_FromStringAndSize(recv_buf, n);
+            addr = data ? make_addr((struct sockaddr *)&ss, sslen) : NULL;
+        }
+    }
+    else {
+        /* Other families (AF_PACKET, AF_NETLINK, ...): the socket module
+           knows their addresses. */
+        PyObject *r = PyObject_CallMethod(self->sock, "recvfrom", "i",
+                                          UDP_MAX_SIZE);
+        data = addr = NULL;
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_BlockingIOError)
+                    || PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
+        else if (!PyArg_ParseTuple(r, "OO", &data, &addr)) {
+            data = addr = NULL;
+        }
+        else {
+            Py_INCREF(data);
+            Py_INCREF(addr);
+        }
+        Py_XDECREF(r);
+    }
+    if (data == NULL || addr == NULL) {
+        Py_XDECREF(data);
+        int r = io_error(self, "Fatal read error on datagram transport");
+        if (r == -2) {
+            r = callback_failed(self, "_read_ready()");
+        }
+        return r < 0 ? -1 : 0;
+    }
+    PyObject *protocol = Py_NewRef(self->protocol);
+    PyObject *args[3] = {protocol, data, addr};
+    PyObject *res = PyObject_VectorcallMethod(str_datagram_received, args, 3,
+                                              NULL);
+    Py_DECREF(protocol);
+    Py_DECREF(data);
+    Py_DECREF(addr);
+    if (res == NULL) {
+        return callback_failed(self, "_read_ready()") < 0 ? -1 : 1;
+    }
+    Py_DECREF(res);
+    return 1;
+}
+
+static int
+read_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    self->read_queued = 0;
+    if (!ev_is_active(&self->rio)) {
+        return 0;   /* paused or closed since the poll */
+    }
+    if (PyContext_Enter(self->context) < 0) {
+        return -1;
+    }
+    int r = 0;
+    /* Closing or pausing from a callback stops the watcher. */
+    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->rio)
+                    && self->protocol != NULL; i++) {
+        r = read_one(self);
+        if (r <= 0) {
+            break;
+        }
+    }
+    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
+    PyContext_Exit(self->context);
+    if (exc != NULL) {
+        fl_err_set_raised(exc);
+    }
+    return r < 0 ? -1 : 0;
+}
+
+static void
+read_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    FlUdpTransport *self = FROM_FIELD(w, rio);
+    self->loop->io_events++;
+    if (PyErr_Occurred() || (revents & EV_ERROR) || self->read_queued) {
+        return;
+    }
+    if (fl_ready_push(&self->loop->ready, read_entry, (PyObject *)self) == 0) {
+        self->read_queued = 1;
+    }
+}
+
+/* The loop is being destroyed with this transport still open: like
+   asyncio's closed selector, nothing watches it any more. */
+static void
+cleanup_cb(struct ev_loop *ev, ev_cleanup *w, int revents)
+{
+    FlUdpTransport *self = FROM_FIELD(w, cleanup);
+    stop_watcher(self, &self->rio);
+    stop_watcher(self, &self->wio);
+    ev_cleanup_stop(ev, w);
+    if (self->holds_self) {
+        self->holds_self = 0;
+        Py_DECREF(self);    /* may finalize: ResourceWarning, socket closed */
+    }
+}
+
+/* ---- start ---- */
+
+/* After connection_made(): start reading, then wake the waiter. */
+static int
+start_entry(FlLoop *loop, fl_ready_item *item)
+{
+    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    if (!self->closing && !self->paused
+            && start_watcher(self, &self->rio) < 0
+            && callback_failed(self, "_add_reader()") < 0) {
+        return -1;
+    }
+    PyObject *waiter = self->waiter;
+    if (waiter == NULL) {
+        return 0;
+    }
+    self->waiter = NULL;
+    int r = 0;
+    PyObject *cancelled = PyObject_CallMethod(waiter, "cancelled", NULL);
+    if (cancelled == NULL) {
+        r = -1;
+    }
+    else {
+        if (cancelled == Py_False) {
+            PyObject *res = PyObject_CallMethod(waiter, "set_result", "O",
+                                                Py_None);
+            r = res ? 0 : -1;
+            Py_XDECREF(res);
+        }
+        Py_DECREF(cancelled);
+    }
+    Py_DECREF(waiter);
+    if (r < 0) {
+        r = callback_failed(self, "_set_result_unless_cancelled()");
+    }
+    return r;
+}
+
+static int
+get_fd(PyObject *sock)
+{
+    PyObject *res = PyObject_CallMethod(sock, "fileno", NULL);
+    if (res == NULL) {
+        return -1;
+    }
+    long fd = PyLong_Check(res) ? PyLong_AsLong(res) : -1;
+    Py_DECREF(res);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return -1;
+    }
+    if (fcntl((int)fd, F_GETFD) == -1) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return (int)fd;
+}
+
+static PyObject *
+udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "sock", "protocol", "address", "waiter",
+                             "extra", NULL};
+    PyObject *loop, *sock, *protocol, *address = Py_None, *waiter = Py_None;
+    PyObject *extra = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOO:DatagramTransport",
+                                     kwlist, &loop, &sock, &protocol,
+                                     &address, &waiter, &extra)) {
+        return NULL;
+    }
+    fl_state *st = fl_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(loop, st->loop_type)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+        return NULL;
+    }
+    if (extra != Py_None && !PyDict_Check(extra)) {
+        PyErr_SetString(PyExc_TypeError, "extra must be a dict or None");
+        return NULL;
+    }
+    if (fl_loop_check_closed((FlLoop *)loop) < 0) {
+        return NULL;
+    }
+    int fd = get_fd(sock);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *family = PyObject_GetAttrString(sock, "family");
+    long fam = family ? PyLong_AsLong(family) : -1;
+    Py_XDECREF(family);
+    if (fam == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *made = PyObject_GetAttrString(protocol, "connection_made");
+    if (made == NULL) {
+        return NULL;
+    }
+
+    FlUdpTransport *self = (FlUdpTransport *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    self->loop = (FlLoop *)Py_NewRef(loop);
+    self->sock = Py_NewRef(sock);
+    self->protocol = Py_NewRef(protocol);
+    self->protocol_connected = 1;
+    self->address = address == Py_None ? NULL : Py_NewRef(address);
+    self->waiter = waiter == Py_None ? NULL : Py_NewRef(waiter);
+    self->fd = fd;
+    self->family = (int)fam;
+    self->high_water = 64 * 1024;
+    self->low_water = 16 * 1024;
+    self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
+    self->context = PyContext_CopyCurrent();
+    ev_io_init(&self->rio, read_cb, fd, EV_READ);
+    ev_io_init(&self->wio, write_cb, fd, EV_WRITE);
+    ev_cleanup_init(&self->cleanup, cleanup_cb);
+    if (self->extra == NULL || self->context == NULL) {
+        goto error;
+    }
+    PyObject *peer = PyDict_GetItemWithError(self->extra, str_peername);
+    if (peer == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    int truth = peer ? PyObject_IsTrue(peer) : 0;
+    if (truth < 0) {
+        goto error;
+    }
+    self->connected = (char)truth;
+
+    /* As asyncio: connection_made(), reading, the waiter, in that order. */
+    PyObject *targ = (PyObject *)self;
+    PyObject *h = fl_handle_new(self->loop, 0, made, &targ, 1, self->context);
+    if (h == NULL) {
+        goto error;
+    }
+    int r = fl_ready_push(&self->loop->ready, fl_handle_run_entry, h);
+    Py_DECREF(h);
+    if (r < 0 || fl_ready_push(&self->loop->ready, start_entry, targ) < 0) {
+        goto error;
+    }
+    Py_CLEAR(made);
+    ev_cleanup_start(self->loop->ev, &self->cleanup);
+    self->holds_self = 1;
+    Py_INCREF(self);
+    return (PyObject *)self;
+
+error:
+    Py_XDECREF(made);
+    Py_CLEAR(self->sock);   /* still the caller's: no warning, no close */
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* Accepts the constructor's arguments: udp_new did the work, and
+   BaseTransport.__init__ must not run. */
+static int
+udp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return 0;
+}
+
+/* ---- Python-visible methods ---- */
+
+static PyObject *
+udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    PyObject *data = NULL, *addr = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2 || nargs + nkw > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendto() takes from 2 to 3 positional arguments but "
+                     "%zd were given", nargs + nkw + 1);
+        return NULL;
+    }
+    if (nargs >= 1) {
+        data = args[0];
+    }
+    if (nargs == 2) {
+        addr = args[1];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *value = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(name, "addr") == 0 && nargs < 2) {
+            addr = value;
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, "data") == 0
+                 && nargs < 1) {
+            data = value;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "sendto() got an unexpected keyword argument %R", name);
+            return NULL;
+        }
+    }
+    if (data == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sendto() missing 1 required positional argument: "
+                        "'data'");
+        return NULL;
+    }
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data)
+            && !PyMemoryView_Check(data)) {
+        PyObject *name = PyObject_GetAttrString((PyObject *)Py_TYPE(data),
+                                                "__name__");
+        if (name != NULL) {
+            PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like "
+                         "object, not %R", name);
+            Py_DECREF(name);
+        }
+        return NULL;
+    }
+    if (UDP_SKIP_EMPTY) {
+        Py_ssize_t n = PyObject_Length(data);
+        if (n < 0) {
+            return NULL;
+        }
+        if (n == 0) {
+            Py_RETURN_NONE;     /* before the address check, as asyncio */
+        }
+    }
+    if (self->address != NULL) {
+        if (addr != Py_None && addr != self->address) {
+            int eq = PyObject_RichCompareBool(addr, self->address, Py_EQ);
+            if (eq < 0) {
+                return NULL;
+            }
+            if (!eq) {
+                PyErr_Format(PyExc_ValueError,
+                             "Invalid address: must be None or %S",
+                             self->address);
+                return NULL;
+            }
+        }
+        addr = self->address;
+    }
+    /* After connection_lost(): asyncio counts and drops datagrams of a
+       connected transport; the socket is gone for an unconnected one too. */
+    if (self->conn_lost && (self->address != NULL || self->sock == NULL)) {
+        if (self->conn_lost >= UDP_LOG_THRESHOLD) {
+            PyObject *a = Py_BuildValue("(s)", "socket.send() raised exception.");
+            if (a == NULL || log_call("warning", a, NULL) < 0) {
+                Py_XDECREF(a);
+                return NULL;
+            }
+            Py_DECREF(a);
+        }
+        self->conn_lost++;
+        Py_RETURN_NONE;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        if (is_fatal_exc()) {
+            return NULL;
+        }
+        PyObject *exc = fl_err_get_raised();
+        int r = fatal_error(self, exc, "Fatal write error on datagram transport");
+        Py_DECREF(exc);
+        if (r < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (self->count == 0) {
+        int r = send_one(self, view.buf, view.len, data, addr);
+        if (r == 0) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        if (r < 0) {
+            PyBuffer_Release(&view);
+            r = io_error(self, "Fatal write error on datagram transport");
+            if (r < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        if (start_watcher(self, &self->wio) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    /* What we buffer must not change under us. */
+    PyObject *copy = PyBytes_CheckExact(data) ? Py_NewRef(data)
+        : PyBytes_FromStringAndSize(view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (copy == NULL) {
+        return NULL;
+    }
+    int r = buffer_push(self, copy, addr);
+    Py_DECREF(copy);
+    if (r < 0 || maybe_pause_protocol(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_close(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing) {
+        Py_RETURN_NONE;
+    }
+    self->closing = 1;
+    stop_watcher(self, &self->rio);
+    if (self->count == 0) {
+        self->conn_lost++;
+        stop_watcher(self, &self->wio);
+        if (schedule_connection_lost(self, Py_None) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_abort(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    if (force_close(self, Py_None) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_is_closing(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closing);
+}
+
+static PyObject *
+udp_is_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(!self->closing && !self->paused);
+}
+
+static PyObject *
+udp_pause_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || self->paused) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 1;
+    stop_watcher(self, &self->rio);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_resume_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->closing || !self->paused) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 0;
+    if (start_watcher(self, &self->rio) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_get_extra_info(FlUdpTransport *self, PyObject *const *args,
+                   Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"name", "default"};
+    PyObject *vals[2] = {NULL, Py_None};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_extra_info() takes at most 2 arguments");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        vals[i] = args[i];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        int k = 0;
+        while (k < 2 && PyUnicode_CompareWithASCIIString(name, names[k]) != 0) {
+            k++;
+        }
+        if (k == 2 || k < nargs) {
+            PyErr_Format(PyExc_TypeError, "get_extra_info() got an unexpected "
+                         "or repeated keyword argument %R", name);
+            return NULL;
+        }
+        vals[k] = args[nargs + i];
+    }
+    if (vals[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "get_extra_info() missing 1 required "
+                        "positional argument: 'name'");
+        return NULL;
+    }
+    if (self->extra == NULL) {
+        return Py_NewRef(vals[1]);
+    }
+    PyObject *v = PyDict_GetItemWithError(self->extra, vals[0]);
+    if (v == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(vals[1]);
+    }
+    return Py_NewRef(v);
+}
+
+static PyObject *
+udp_get_protocol(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *
+udp_set_protocol(FlUdpTransport *self, PyObject *protocol)
+{
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    self->protocol_connected = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_get_write_buffer_size(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(self->buffer_size);
+}
+
+static PyObject *
+udp_get_write_buffer_limits(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(nn)", self->low_water, self->high_water);
+}
+
+static PyObject *
+udp_set_write_buffer_limits(FlUdpTransport *self, PyObject *args,
+                            PyObject *kwds)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high = Py_None, *low = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits",
+                                     kwlist, &high, &low)) {
+        return NULL;
+    }
+    Py_ssize_t h, l;
+    if (high == Py_None) {
+        h = low == Py_None ? 64 * 1024 : -1;
+    }
+    else if ((h = PyNumber_AsSsize_t(high, PyExc_OverflowError)) == -1
+             && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (low != Py_None) {
+        if ((l = PyNumber_AsSsize_t(low, PyExc_OverflowError)) == -1
+                && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (high == Py_None) {
+            h = 4 * l;
+        }
+    }
+    else {
+        l = h / 4;
+        if (h < 0 && h % 4) {
+            l--;    /* Python's floor division */
+        }
+    }
+    if (!(h >= l && l >= 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "high (%zd) must be >= low (%zd) must be >= 0", h, l);
+        return NULL;
+    }
+    self->high_water = h;
+    self->low_water = l;
+    if (maybe_pause_protocol(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+udp_repr(FlUdpTransport *self)
+{
+    const char *state = self->sock == NULL ? " closed"
+                        : self->closing ? " closing" : "";
+    if (self->loop->closed) {
+        return PyUnicode_FromFormat("<%s%s fd=%d>", Py_TYPE(self)->tp_name,
+                                    state, self->fd);
+    }
+    return PyUnicode_FromFormat(
+        "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>",
+        Py_TYPE(self)->tp_name, state, self->fd,
+        ev_is_active(&self->rio) ? "polling" : "idle",
+        ev_is_active(&self->wio) ? "polling" : "idle", self->buffer_size);
+}
+
+static PyObject *
+get_or_none(PyObject *v)
+{
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static PyObject *
+udp_get_sock(FlUdpTransport *self, void *closure)
+{
+    return get_or_none(self->sock);
+}
+
+static PyObject *
+udp_get_loop(FlUdpTransport *self, void *closure)
+{
+    return get_or_none(self->sock ? (PyObject *)self->loop : NULL);
+}
+
+static PyObject *
+udp_get_address(FlUdpTransport *self, void *closure)
+{
+    return get_or_none(self->address);
+}
+
+static PyObject *
+udp_get_closing(FlUdpTransport *self, void *closure)
+{
+    return PyBool_FromLong(self->closing);
+}
+
+static PyObject *
+udp_get_conn_lost(FlUdpTransport *self, void *closure)
+{
+    return PyLong_FromLong(self->conn_lost);
+}
+
+static PyObject *
+udp_get_sock_fd(FlUdpTransport *self, void *closure)
+{
+    return PyLong_FromLong(self->fd);
+}
+
+/* ---- object protocol ---- */
+
+static void
+udp_finalize(FlUdpTransport *self)
+{
+    if (self->sock == NULL) {
+        return;
+    }
+    PyObject *saved = fl_err_get_raised();
+    if (PyErr_ResourceWarning((PyObject *)self, 1, "unclosed transport %R",
+                              self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    if (close_sock(self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    if (saved != NULL) {
+        fl_err_set_raised(saved);
+    }
+}
+
+static int
+udp_traverse(FlUdpTransport *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->context);
+    Py_VISIT(self->address);
+    Py_VISIT(self->waiter);
+    Py_VISIT(self->lost_exc);
+    Py_VISIT(self->last_addr);
+    for (size_t i = 0; i < self->count; i++) {
+        udp_packet *p = &self->buf[(self->head + i) & (self->cap - 1)];
+        Py_VISIT(p->data);
+        Py_VISIT(p->addr);
+    }
+    return 0;
+}
+
+static int
+udp_clear(FlUdpTransport *self)
+{
+    /* Only reachable by the collector once no watcher runs (an open
+       transport holds itself), so the loop may go too. */
+    clear_buffer(self);
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->address);
+    Py_CLEAR(self->waiter);
+    Py_CLEAR(self->lost_exc);
+    Py_CLEAR(self->last_addr);
+    return 0;
+}
+
+static void
+udp_dealloc(FlUdpTransport *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;     /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    if (self->loop != NULL) {
+        stop_watcher(self, &self->rio);
+        stop_watcher(self, &self->wio);
+        if (ev_is_active(&self->cleanup)) {
+            ev_cleanup_stop(self->loop->ev, &self->cleanup);
+        }
+    }
+    udp_clear(self);
+    Py_CLEAR(self->loop);
+    PyMem_Free(self->buf);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef udp_methods[] = {
+    {"sendto", (PyCFunction)(void (*)(void))udp_sendto,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"close", (PyCFunction)udp_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)udp_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)udp_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)udp_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)udp_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)udp_resume_reading, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))udp_get_extra_info,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"get_protocol", (PyCFunction)udp_get_protocol, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)udp_set_protocol, METH_O, NULL},
+    {"get_write_buffer_size", (PyCFunction)udp_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)udp_get_write_buffer_limits,
+     METH_NOARGS, NULL},
+    {"set_write_buffer_limits",
+     (PyCFunction)(void (*)(void))udp_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef udp_getset[] = {
+    {"_sock", (getter)udp_get_sock, NULL, NULL, NULL},
+    {"_sock_fd", (getter)udp_get_sock_fd, NULL, NULL, NULL},
+    {"_loop", (getter)udp_get_loop, NULL, NULL, NULL},
+    {"_address", (getter)udp_get_address, NULL, NULL, NULL},
+    {"_closing", (getter)udp_get_closing, NULL, NULL, NULL},
+    {"_conn_lost", (getter)udp_get_conn_lost, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMemberDef udp_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(FlUdpTransport, dict), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlUdpTransport, weakreflist),
+     READONLY},
+    {NULL},
+};
+
+static PyType_Slot udp_slots[] = {
+    {Py_tp_new, udp_new},
+    {Py_tp_init, udp_init},
+    {Py_tp_dealloc, udp_dealloc},
+    {Py_tp_finalize, udp_finalize},
+    {Py_tp_traverse, udp_traverse},
+    {Py_tp_clear, udp_clear},
+    {Py_tp_repr, udp_repr},
+    {Py_tp_methods, udp_methods},
+    {Py_tp_getset, udp_getset},
+    {Py_tp_members, udp_members},
+    {Py_tp_doc, "fastloop's datagram transport, in C; an asyncio.Transport "
+                "and asyncio.DatagramTransport."},
+    {0, NULL},
+};
+
+static PyType_Spec udp_spec = {
+    .name = "fastloop.DatagramTransport",
+    .basicsize = sizeof(FlUdpTransport),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = udp_slots,
+};
+
+/* class _DatagramTransportBase(asyncio.Transport, asyncio.DatagramTransport)
+   with __slots__ = (): isinstance() holds for both, as for asyncio's own
+   transport on 3.12+, and its one slot (_extra) is our `extra` field. */
+static PyObject *
+make_base(void)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *base = NULL, *ns = NULL;
+    PyObject *tr = PyObject_GetAttrString(asyncio, "Transport");
+    PyObject *dg = PyObject_GetAttrString(asyncio, "DatagramTransport");
+    PyObject *bt = PyObject_GetAttrString(asyncio, "BaseTransport");
+    PyObject *slot = bt ? PyObject_GetAttrString(bt, "_extra") : NULL;
+    if (tr == NULL || dg == NULL || slot == NULL) {
+        goto done;
+    }
+    ns = Py_BuildValue("{s:(),s:s}", "__slots__", "__module__", "fastloop");
+    if (ns == NULL) {
+        goto done;
+    }
+    base = PyObject_CallFunction((PyObject *)&PyType_Type, "s(OO)O",
+                                 "_DatagramTransportBase", tr, dg, ns);
+    if (base == NULL) {
+        goto done;
+    }
+    PyTypeObject *bt_type = (PyTypeObject *)base;
+    if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)slot)->d_member->offset
+               != offsetof(FlUdpTransport, extra)
+            || bt_type->tp_basicsize != offsetof(FlUdpTransport, dict)
+            || bt_type->tp_dictoffset != 0 || bt_type->tp_weaklistoffset != 0) {
+        PyErr_SetString(PyExc_ImportError,
+                        "unexpected asyncio.BaseTransport layout");
+        Py_CLEAR(base);
+    }
+done:
+    Py_DECREF(asyncio);
+    Py_XDECREF(tr);
+    Py_XDECREF(dg);
+    Py_XDECREF(bt);
+    Py_XDECREF(slot);
+    Py_XDECREF(ns);
+    return base;
+}
+
+int
+fl_udp_module_init(PyObject *module)
+{
+    static struct { PyObject **slot; const char *name; } names[] = {
+        {&str_datagram_received, "datagram_received"},
+        {&str_error_received, "error_received"},
+        {&str_connection_lost, "connection_lost"},
+        {&str_pause_writing, "pause_writing"},
+        {&str_resume_writing, "resume_writing"},
+        {&str_peername, "peername"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL) {
+            *names[i].slot = PyUnicode_InternFromString(names[i].name);
+            if (*names[i].slot == NULL) {
+                return -1;
+            }
+        }
+    }
+    PyObject *base = make_base();
+    if (base == NULL) {
+        return -1;
+    }
+    PyObject *type = PyType_FromModuleAndSpec(module, &udp_spec, base);
+    Py_DECREF(base);
+    if (type == NULL) {
+        return -1;
+    }
+    PyObject *max_size = PyLong_FromLong(UDP_MAX_SIZE);
+    if (max_size == NULL
+            || PyObject_SetAttrString(type, "max_size", max_size) < 0
+            || PyModule_AddObjectRef(module, "DatagramTransport", type) < 0) {
+        Py_XDECREF(max_size);
+        Py_DECREF(type);
+        return -1;
+    }
+    Py_DECREF(max_size);
+    Py_DECREF(type);    /* the module holds it */
+    return 0;
+}
