@@ -97,6 +97,31 @@ fl_future_loop_debug(PyObject *self)
     return debug;
 }
 
+int
+fl_call_with_context(fl_state *st, PyObject *obj, const char *name,
+                     PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    PyObject *stack[4];
+    assert(nargs <= 2);
+    stack[0] = obj;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        stack[1 + i] = args[i];
+    }
+    stack[1 + nargs] = context ? context : Py_None;
+    PyObject *meth = PyUnicode_InternFromString(name);
+    if (meth == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_VectorcallMethod(meth, stack, 1 + nargs,
+                                            st->kwnames_context);
+    Py_DECREF(meth);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 /* ---- callbacks ---- */
 
 static void
@@ -184,23 +209,10 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
         }
         fn = wakeup;
     }
-    PyObject *call_soon = PyObject_GetAttrString(f->loop, "call_soon");
-    if (call_soon == NULL) {
-        Py_XDECREF(wakeup);
-        return -1;
-    }
-    PyObject *kw = Py_BuildValue("{sO}", "context", cb->context ? cb->context : Py_None);
-    PyObject *args = PyTuple_Pack(2, fn, self);
-    PyObject *r = (kw && args) ? PyObject_Call(call_soon, args, kw) : NULL;
-    Py_XDECREF(kw);
-    Py_XDECREF(args);
-    Py_DECREF(call_soon);
+    PyObject *args[2] = {fn, self};
+    int r = fl_call_with_context(st, f->loop, "call_soon", args, 2, cb->context);
     Py_XDECREF(wakeup);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return r;
 }
 
 static int

@@ -58,6 +58,12 @@ int fl_future_check(fl_state *st, PyObject *obj);
    only these take the C fast paths. */
 int fl_future_is_exact(PyObject *obj);
 
+/* obj.name(*args, context=context): how Future and Task reach loops and
+   futures that are not fastloop's. nargs is at most 2. */
+int fl_call_with_context(fl_state *st, PyObject *obj, const char *name,
+                         PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *context);
+
 /* Future core, shared with Task. */
 int fl_future_init(fl_state *st, PyObject *self, PyObject *loop);
 int fl_future_set_result(fl_state *st, PyObject *self, PyObject *result);

@@ -47,6 +47,7 @@ typedef struct {
     unsigned long long task_name_counter;
 
     PyObject *str_call_exception_handler;
+    PyObject *kwnames_context;           /* ("context",) for vectorcalls */
     PyObject *str_fileno;
     PyObject *str_dispatch_signal;
 

@@ -364,19 +364,11 @@ schedule_step(fl_state *st, PyObject *task, PyObject *exc)
     if (step == NULL) {
         return -1;
     }
-    PyObject *call_soon = PyObject_GetAttrString(t->fut.loop, "call_soon");
-    PyObject *args = exc ? PyTuple_Pack(2, step, exc) : PyTuple_Pack(1, step);
-    PyObject *kw = Py_BuildValue("{sO}", "context", t->context);
-    PyObject *r = (call_soon && args && kw) ? PyObject_Call(call_soon, args, kw) : NULL;
-    Py_XDECREF(call_soon);
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
+    PyObject *args[2] = {step, exc};
+    int r = fl_call_with_context(st, t->fut.loop, "call_soon", args,
+                                 exc ? 2 : 1, t->context);
     Py_DECREF(step);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return r;
 }
 
 static int
@@ -463,15 +455,8 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
             r = fl_future_add_callback(st, fut, wakeup, t->context, NULL);
         }
         else {
-            PyObject *add = PyObject_GetAttrString(fut, "add_done_callback");
-            PyObject *args = PyTuple_Pack(1, wakeup);
-            PyObject *kw = Py_BuildValue("{sO}", "context", t->context);
-            PyObject *res = (add && args && kw) ? PyObject_Call(add, args, kw) : NULL;
-            Py_XDECREF(add);
-            Py_XDECREF(args);
-            Py_XDECREF(kw);
-            Py_XDECREF(res);
-            r = res ? 0 : -1;
+            r = fl_call_with_context(st, fut, "add_done_callback", &wakeup, 1,
+                                     t->context);
         }
         Py_DECREF(wakeup);
     }
