@@ -2,7 +2,7 @@
 
 Only tests of asyncio's private internals belong here: tests that reach
 into BaseEventLoop/selector internals (_run_once, _selector, _ready,
-_scheduled, _process_events, _sendfile_native, ...) that a loop not derived
+_scheduled, _process_events, ...) that a loop not derived
 from BaseEventLoop does not have.  A test that fails because fastloop
 behaves differently from asyncio through the public API is a fastloop bug:
 it goes to known_failures/<pyver>.txt, never here.
@@ -13,7 +13,6 @@ skipped.  They apply to --loop fastloop only.  None of the default modules
 """
 
 _EVENTS = 'test_events.FastloopEventLoopTests.'
-_SENDFILE = 'test_sendfile.FastloopEventLoopTests.'
 
 EXCLUDED = {
     _EVENTS + 'test_timeout_rounding':
@@ -28,10 +27,4 @@ EXCLUDED = {
     _EVENTS + 'test_create_server_multiple_hosts_ipv6':
         'mocks loop._start_serving/_stop_serving and the socket module of '
         'BaseEventLoop.create_server',
-    _SENDFILE + 'test_sendfile_force_fallback':
-        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
-    _SENDFILE + 'test_sendfile_force_unsupported_native':
-        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
-    _SENDFILE + 'test_sendfile_fallback_close_peer_in_the_middle_of_receiving':
-        'replaces loop._sendfile_native by BaseEventLoop._sendfile_native',
 }

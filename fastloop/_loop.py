@@ -10,7 +10,8 @@ import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
-from . import _core, _datagram, _helpers, _network, _sock, _unsupported
+from . import (_core, _datagram, _helpers, _network, _sendfile, _sock,
+               _unsupported)
 
 _Base = base_events.BaseEventLoop
 
@@ -19,7 +20,8 @@ def _noop_signal_handler(signum, frame):
     """Installed for signals the loop handles: the wakeup fd does the work."""
 
 
-class Loop(_core.LoopCore, _sock.SockMethods, _network.NetworkMixin,
+class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
+           _network.NetworkMixin,
            _datagram.DatagramMixin, _unsupported.NetworkStubs,
            asyncio.AbstractEventLoop):
     """An asyncio event loop whose hot paths run in C on libev."""
@@ -118,6 +120,7 @@ class Loop(_core.LoopCore, _sock.SockMethods, _network.NetworkMixin,
         # Transports still open are no longer kept alive by a loop that
         # will never run them again (asyncio's selector is gone too).
         self.__dict__.pop("_fl_transports", None)
+        self.__dict__.pop("_transports", None)
         self._release_wakeup_fd()
         if self._signal_socks is not None:
             for sock in self._signal_socks:

@@ -31,10 +31,11 @@ _PY311 = sys.version_info >= (3, 11)
 _PY313 = sys.version_info >= (3, 13)
 
 StreamTransport = _core.StreamTransport
-# start_tls() accepts a transport that says so; loop.sendfile() falls back
-# to reading the file and writing it through the transport.
+# start_tls() accepts a transport that says so; loop.sendfile() tries
+# os.sendfile() on its socket first (fastloop._sendfile). An SSL
+# connection's transport is asyncio's own, which says FALLBACK.
 StreamTransport._start_tls_compatible = True
-StreamTransport._sendfile_compatible = constants._SendfileMode.FALLBACK
+StreamTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
 
 class NetworkMixin:
@@ -45,6 +46,13 @@ class NetworkMixin:
         """Every transport not yet closed: the loop keeps them alive, as
         asyncio's selector does through their reader callbacks."""
         return set()
+
+    @functools.cached_property
+    def _transports(self):
+        """asyncio's fd -> transport map, kept by the transports' C code
+        (src/fdowner.c): add_reader & co. and the sock_* methods refuse an
+        fd that an open transport owns."""
+        return {}
 
     @functools.cached_property
     def _fl_listeners(self):

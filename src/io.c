@@ -1,6 +1,7 @@
 #include "io.h"
 #include "loop.h"
 #include "handle.h"
+#include "fdowner.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -182,7 +183,8 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     int fd = fl_io_fileobj_to_fd(args[0]);
-    if (fd < 0 || check_fd_pollable(fd) < 0) {
+    if (fd < 0 || fl_fdowner_check(loop, fd, args[0]) < 0
+            || check_fd_pollable(fd) < 0) {
         return NULL;
     }
     PyObject *h = fl_handle_new(loop, 0, args[1], args + 2, nargs - 2, NULL);
@@ -212,7 +214,7 @@ remove_handler(FlLoop *loop, PyObject *fileobj, int writing)
         Py_RETURN_FALSE;
     }
     int fd = fl_io_fileobj_to_fd(fileobj);
-    if (fd < 0) {
+    if (fd < 0 || fl_fdowner_check(loop, fd, fileobj) < 0) {
         return NULL;
     }
     if (fd >= loop->fds.size || loop->fds.by_fd[fd] == NULL) {

@@ -24,6 +24,7 @@
 #include "sock.h"
 #include "loop.h"
 #include "future.h"
+#include "fdowner.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -645,7 +646,8 @@ op_begin_wait(FlSockOp *op)
 {
     FlLoop *loop = op->loop;
     int fd = op_find_fd(op);
-    if (fd < 0 || fl_loop_check_closed(loop) < 0) {
+    if (fd < 0 || fl_loop_check_closed(loop) < 0
+            || fl_fdowner_check(loop, fd, NULL) < 0) {
         return NULL;
     }
     fl_state *st = loop->state;

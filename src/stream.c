@@ -27,6 +27,7 @@
 #include <structmember.h>
 #include "loop.h"
 #include "future.h"
+#include "fdowner.h"
 
 #define READ_SIZE (256 * 1024)          /* asyncio's max_size */
 #define MAX_IOV 64
@@ -430,6 +431,7 @@ call_connection_lost(PyObject *self, PyObject *exc)
     wq_clear(s);
     if (s->sock != NULL) {
         PyObject *sock = s->sock;
+        fl_fdowner_discard(s->loop, s->fd, self);
         s->sock = NULL;
         s->fd = -1;
         PyObject *r = call_method0(sock, str_close);
@@ -947,6 +949,9 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (s->registry == NULL || PySet_Add(s->registry, self) < 0) {
         goto error;
     }
+    if (fl_fdowner_add(loop, (int)fd, self) < 0) {
+        goto error;
+    }
     if (server != NULL && server != Py_None) {
         s->server = Py_NewRef(server);
 #if PY_VERSION_HEX >= 0x030D0000
@@ -969,6 +974,7 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     return self;
 error:
     /* Nothing watches the fd yet; the socket stays the caller's. */
+    fl_fdowner_discard(loop, (int)fd, self);
     if (s->registry != NULL) {
         PySet_Discard(s->registry, self);
         Py_CLEAR(s->registry);

@@ -13,6 +13,7 @@
 #include "loop.h"
 #include "handle.h"
 #include "future.h"
+#include "fdowner.h"
 #include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -276,6 +277,7 @@ close_sock(FlUdpTransport *self)
     if (sock == NULL) {
         return 0;
     }
+    fl_fdowner_discard(self->loop, self->fd, (PyObject *)self);
     self->sock = NULL;
     PyObject *r = PyObject_CallMethod(sock, "close", NULL);
     Py_DECREF(sock);
@@ -1055,6 +1057,9 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (r < 0 || fl_ready_push(&self->loop->ready, start_entry, targ) < 0) {
         goto error;
     }
+    if (fl_fdowner_add(self->loop, fd, (PyObject *)self) < 0) {
+        goto error;
+    }
     Py_CLEAR(made);
     ev_cleanup_start(self->loop->ev, &self->cleanup);
     self->holds_self = 1;
@@ -1063,6 +1068,7 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 error:
     Py_XDECREF(made);
+    fl_fdowner_discard(self->loop, fd, (PyObject *)self);
     Py_CLEAR(self->sock);   /* still the caller's: no warning, no close */
     Py_DECREF(self);
     return NULL;
