@@ -3,6 +3,7 @@
 #include "future.h"
 #include "task.h"
 #include <structmember.h>
+#include <math.h>
 #include <time.h>
 
 /* asyncio's cap on one poll's timeout (base_events.MAXIMUM_SELECT_TIMEOUT). */
@@ -236,6 +237,12 @@ schedule_at(FlLoop *self, double when, PyObject *const *args,
             Py_ssize_t nargs, PyObject *context)
 {
     if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (isnan(when)) {
+        /* A NaN deadline cannot be ordered: it would wedge the timer heap
+           and the poll timeout (asyncio fails later, inside the loop). */
+        PyErr_SetString(PyExc_ValueError, "the deadline must not be NaN");
         return NULL;
     }
     if (self->debug && (fl_loop_check_thread(self) < 0

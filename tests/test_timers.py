@@ -370,3 +370,17 @@ def test_many_random_timers_fire_in_order(loop):
     loop.call_at(base + 0.08, loop.stop)
     loop.run_forever()
     assert fired == expected
+
+
+def test_nan_deadline_rejected(loop):
+    # Where fastloop differs on purpose: asyncio takes a NaN deadline, which
+    # then sits unordered in its timer heap (and, at the head of it, makes
+    # select() fail inside the loop); fastloop refuses it at once.
+    import math
+    if type(loop).__module__.startswith("asyncio"):
+        pytest.skip("asyncio accepts a NaN deadline")
+    with pytest.raises(ValueError):
+        loop.call_at(math.nan, print)
+    with pytest.raises(ValueError):
+        loop.call_later(math.nan, print)
+    loop.run_until_complete(asyncio.sleep(0.01))
