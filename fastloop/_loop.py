@@ -10,7 +10,8 @@ import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
-from . import _core, _datagram, _helpers, _network, _sock, _unsupported
+from . import (_core, _datagram, _helpers, _network, _pipes, _sock,
+               _unsupported)
 
 _Base = base_events.BaseEventLoop
 
@@ -20,7 +21,8 @@ def _noop_signal_handler(signum, frame):
 
 
 class Loop(_core.LoopCore, _sock.SockMethods, _network.NetworkMixin,
-           _datagram.DatagramMixin, _unsupported.NetworkStubs,
+           _datagram.DatagramMixin, _pipes.PipesMixin,
+           _unsupported.NetworkStubs,
            asyncio.AbstractEventLoop):
     """An asyncio event loop whose hot paths run in C on libev."""
 

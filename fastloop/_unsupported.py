@@ -6,8 +6,7 @@ they land with the network and subprocess issues.
 """
 
 _ASYNC_METHODS = (
-    "sendfile", "connect_read_pipe", "connect_write_pipe",
-    "subprocess_shell", "subprocess_exec",
+    "sendfile",
 )
 
 
