@@ -116,6 +116,7 @@ class Loop(_core.LoopCore, _sock.SockMethods, _network.NetworkMixin,
             logger.debug("Close %r", self)
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
+        self._fl_release_children()
         self._close_core()
         # Transports still open are no longer kept alive by a loop that
         # will never run them again (asyncio's selector is gone too).

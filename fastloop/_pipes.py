@@ -15,6 +15,7 @@ so children spawned elsewhere (subprocess, os.fork) are never touched and
 a loop in any thread works. Where pidfd_open is missing (Linux < 5.3) a
 thread blocks in os.waitpid(pid, 0) for each child instead.
 """
+import functools
 import os
 import stat
 import threading
@@ -30,9 +31,12 @@ _READ_PIPE = 1
 _WRITE_PIPE = 2
 
 
-def _check_pipe_mode(fd):
+def _check_pipe_mode(fd, kind):
     mode = os.fstat(fd).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        # asyncio's two transports word it differently.
+        if kind == _READ_PIPE:
+            raise ValueError("Pipe transport is for pipes/sockets only.")
         raise ValueError("Pipe transport is only for pipes, sockets and "
                          "character devices")
 
@@ -65,7 +69,7 @@ class PipesMixin:
     def _fl_pipe_transport(self, pipe, protocol, waiter, extra, kind):
         self._check_closed()
         fd = pipe.fileno()
-        _check_pipe_mode(fd)
+        _check_pipe_mode(fd, kind)
         os.set_blocking(fd, False)
         return _core.StreamTransport(self, pipe, protocol, waiter,
                                      dict(extra) if extra else None, None,
@@ -102,11 +106,29 @@ class PipesMixin:
                              name=f"fastloop-waitpid-{pid}",
                              daemon=True).start()
             return
+        self._fl_children[pidfd] = pid
         self.add_reader(pidfd, self._fl_child_exited, pidfd, pid, transp)
+
+    @functools.cached_property
+    def _fl_children(self):
+        """pidfd -> pid of each child not yet reaped."""
+        return {}
+
+    def _fl_release_children(self):
+        """At close: children still running are reaped by threads, so none
+        is left a zombie (asyncio's threaded watcher does the same)."""
+        children = self.__dict__.pop("_fl_children", None)
+        for pidfd, pid in (children or {}).items():
+            self.remove_reader(pidfd)
+            os.close(pidfd)
+            threading.Thread(target=_reap, args=(pid,),
+                             name=f"fastloop-waitpid-{pid}",
+                             daemon=True).start()
 
     def _fl_child_exited(self, pidfd, pid, transp):
         self.remove_reader(pidfd)
         os.close(pidfd)
+        self._fl_children.pop(pidfd, None)
         try:
             wpid, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -126,6 +148,13 @@ class PipesMixin:
             logger.debug('process %s exited with returncode %s',
                          pid, returncode)
         transp._process_exited(returncode)
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _wait_in_thread(loop, pid, transp):
