@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -332,7 +333,9 @@ def test_other_children_undisturbed(loop):
         outside = subprocess.Popen(["sleep", "0.3"])
         p = await asyncio.create_subprocess_exec("true")
         await p.wait()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # threads
+            pid = os.fork()
         if pid == 0:
             os._exit(5)
         p = await asyncio.create_subprocess_exec("true")
