@@ -1638,8 +1638,10 @@ stream_repr(PyObject *self)
     FlStream *s = ST(self);
     const char *state = s->sock == NULL ? " closed" : s->closing ? " closing" : "";
     if (s->sock == NULL || s->loop->closed) {
-        return PyUnicode_FromFormat("<%s%s fd=%d>", Py_TYPE(self)->tp_name,
-                                    state, s->fd);
+        /* asyncio's pipe transports say "open" once the loop is gone. */
+        const char *open = s->kind != KIND_SOCKET && s->sock != NULL ? " open" : "";
+        return PyUnicode_FromFormat("<%s%s fd=%d%s>", Py_TYPE(self)->tp_name,
+                                    state, s->fd, open);
     }
     return PyUnicode_FromFormat(
         "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>", Py_TYPE(self)->tp_name,
@@ -1661,6 +1663,25 @@ get_sock(PyObject *self, void *c)
 {
     PyObject *v = ST(self)->sock;
     return Py_NewRef(v ? v : Py_None);
+}
+
+/* `transport._pipe = None` (asyncio's tests do it after closing the pipe
+   themselves) forgets the pipe without closing it: nothing watches its fd
+   any more and no ResourceWarning is due. */
+static int
+set_pipe(PyObject *self, PyObject *v, void *c)
+{
+    FlStream *s = ST(self);
+    if (v != Py_None || s->kind == KIND_SOCKET) {
+        PyErr_SetString(PyExc_AttributeError,
+                        "_pipe can only be set to None on a pipe transport");
+        return -1;
+    }
+    watch_stop(s, &s->rio);
+    watch_stop(s, &s->wio);
+    s->fd = -1;
+    Py_CLEAR(s->sock);
+    return 0;
 }
 
 static PyObject *
@@ -1879,7 +1900,7 @@ static PyGetSetDef stream_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_loop", get_loop, NULL, NULL, NULL},
     {"_sock", get_sock, NULL, NULL, NULL},
-    {"_pipe", get_sock, NULL, NULL, NULL},
+    {"_pipe", get_sock, set_pipe, NULL, NULL},
     {"_fileno", get_sock_fd, NULL, NULL, NULL},
     {"_sock_fd", get_sock_fd, NULL, NULL, NULL},
     {"_protocol", get_protocol_attr, NULL, NULL, NULL},
