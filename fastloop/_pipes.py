@@ -10,7 +10,8 @@ _UnixSubprocessTransport (subprocess.Popen, then our pipe transports).
 
 What differs is how a child's exit is noticed: no SIGCHLD handler and no
 child watcher. A pidfd (os.pidfd_open) watched by the loop tells us the
-child exited, and we reap exactly that pid with os.waitpid(pid, WNOHANG),
+child exited (a C ev_io watcher on it: _core.ChildWatcher, src/process.c),
+and it reaps exactly that pid with waitpid(pid, WNOHANG),
 so children spawned elsewhere (subprocess, os.fork) are never touched and
 a loop in any thread works. Where pidfd_open is missing (Linux < 5.3) a
 thread blocks in os.waitpid(pid, 0) for each child instead.
@@ -39,10 +40,6 @@ def _check_pipe_mode(fd, kind):
             raise ValueError("Pipe transport is for pipes/sockets only.")
         raise ValueError("Pipe transport is only for pipes, sockets and "
                          "character devices")
-
-
-def _exit_code(status):
-    return os.waitstatus_to_exitcode(status)
 
 
 class PipesMixin:
@@ -106,44 +103,41 @@ class PipesMixin:
                              name=f"fastloop-waitpid-{pid}",
                              daemon=True).start()
             return
-        self._fl_children[pidfd] = pid
-        self.add_reader(pidfd, self._fl_child_exited, pidfd, pid, transp)
+        try:
+            watcher = _core.ChildWatcher(
+                self, pidfd, pid,
+                functools.partial(self._fl_child_exited, pidfd, transp))
+        except BaseException:
+            os.close(pidfd)
+            raise
+        self._fl_children[pidfd] = watcher
 
     @functools.cached_property
     def _fl_children(self):
-        """pidfd -> pid of each child not yet reaped."""
+        """pidfd -> the ChildWatcher of each child not yet reaped."""
         return {}
 
     def _fl_release_children(self):
         """At close: children still running are reaped by threads, so none
         is left a zombie (asyncio's threaded watcher does the same)."""
         children = self.__dict__.pop("_fl_children", None)
-        for pidfd, pid in (children or {}).items():
-            self.remove_reader(pidfd)
-            os.close(pidfd)
-            threading.Thread(target=_reap, args=(pid,),
-                             name=f"fastloop-waitpid-{pid}",
+        for watcher in (children or {}).values():
+            watcher.cancel()
+            threading.Thread(target=_reap, args=(watcher.pid,),
+                             name=f"fastloop-waitpid-{watcher.pid}",
                              daemon=True).start()
 
-    def _fl_child_exited(self, pidfd, pid, transp):
-        self.remove_reader(pidfd)
-        os.close(pidfd)
+    def _fl_child_exited(self, pidfd, transp, returncode):
+        """The ChildWatcher reaped the child (returncode None: Popen.poll()
+        in transport.close() reaped it first and knows the code)."""
         self._fl_children.pop(pidfd, None)
-        try:
-            wpid, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            # Someone reaped it first (Popen.poll() in transport.close()):
-            # Popen recorded the code.
+        pid = transp.get_pid()
+        if returncode is None:
             returncode = transp._proc.returncode
             if returncode is None:
                 logger.warning("Unknown child process pid %d, will report "
                                "returncode 255", pid)
                 returncode = 255
-        else:
-            if wpid == 0:
-                # The pidfd said it exited; never leave it unreaped.
-                wpid, status = os.waitpid(pid, 0)
-            returncode = _exit_code(status)
         if self._debug:
             logger.debug('process %s exited with returncode %s',
                          pid, returncode)
@@ -160,7 +154,7 @@ def _reap(pid):
 def _wait_in_thread(loop, pid, transp):
     try:
         _, status = os.waitpid(pid, 0)
-        returncode = _exit_code(status)
+        returncode = os.waitstatus_to_exitcode(status)
     except ChildProcessError:
         returncode = transp._proc.returncode
         if returncode is None:

@@ -405,3 +405,64 @@ def test_waiting_thread_fallback(impl):
     """, impl)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(b'ok', 0, 4)"
+
+
+def test_child_watcher_bad_input(impl):
+    """fastloop's C pidfd watcher: bad arguments raise, never crash."""
+    if impl != "fastloop":
+        pytest.skip("fastloop's own type")
+    import fastloop
+    from fastloop import _core
+    lp = fastloop.new_event_loop()
+    try:
+        with pytest.raises(TypeError):
+            _core.ChildWatcher(object(), 0, 1, print)
+        with pytest.raises(ValueError):
+            _core.ChildWatcher(lp, -1, 1, print)
+        with pytest.raises(ValueError):
+            _core.ChildWatcher(lp, 10**6, 1, print)
+        with pytest.raises(ValueError):
+            _core.ChildWatcher(lp, 0, 0, print)
+        with pytest.raises(TypeError):
+            _core.ChildWatcher(lp, 0, 1, None)
+        p = subprocess.Popen(["sleep", "10"])
+        fd = os.pidfd_open(p.pid)
+        w = _core.ChildWatcher(lp, fd, p.pid, print)
+        assert w.active and w.pid == p.pid
+        w.cancel()
+        w.cancel()
+        assert not w.active
+        with pytest.raises(OSError):
+            os.fstat(fd)    # the watcher closed its pidfd
+        p.kill()
+        p.wait()
+    finally:
+        lp.close()
+    with pytest.raises(RuntimeError):
+        _core.ChildWatcher(lp, 0, 1, print)
+
+
+def test_child_watcher_callback_error_reported(impl):
+    if impl != "fastloop":
+        pytest.skip("fastloop's own type")
+    import fastloop
+    from fastloop import _core
+    lp = fastloop.new_event_loop()
+    errors = []
+    lp.set_exception_handler(lambda loop, ctx: errors.append(ctx))
+    try:
+        p = subprocess.Popen(["true"])
+        done = lp.create_future()
+
+        def callback(code):
+            done.set_result(code)
+            raise ZeroDivisionError
+
+        w = _core.ChildWatcher(lp, os.pidfd_open(p.pid), p.pid, callback)
+        assert lp.run_until_complete(asyncio.wait_for(done, 10)) == 0
+        lp.run_until_complete(asyncio.sleep(0))
+        assert not w.active
+        assert isinstance(errors[0]["exception"], ZeroDivisionError)
+        p.returncode = 0
+    finally:
+        lp.close()
