@@ -255,6 +255,7 @@ def test_transport_signals(loop):
         await pr.exited
         assert tr.get_returncode() == -signal.SIGTERM
         tr.close()
+        await pr.all_lost
         with pytest.raises(ProcessLookupError):
             tr.kill()
     run(loop, main())
