@@ -9,6 +9,11 @@ the time includes fork/exec, which the kernel's cost dominates, so the
 ratios measure what the loop adds around it: pipe setup, noticing the exit
 (pidfd, child watcher thread or SIGCHLD) and moving the bytes.
 
+cat_100mb is bound by the kernel's copying (system time is ~90% of it on
+every loop). uvloop makes fewer syscalls there because libuv gives the child
+socketpairs instead of pipes (bigger buffers); fastloop keeps real pipes, as
+asyncio does, so that a child sees a FIFO (`cat /dev/stdin` works).
+
 workloads.py registers everything in WORKLOADS; this module does not import
 it, so that `python -m benchmarks.workloads` sees one registry.
 """
