@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import pytest
@@ -467,3 +468,24 @@ def test_child_watcher_callback_error_reported(impl):
         p.returncode = 0
     finally:
         lp.close()
+
+
+def test_loop_closed_with_running_child_leaves_no_zombie(loop, impl):
+    if impl == "asyncio" and sys.version_info >= (3, 12):
+        pytest.skip("asyncio 3.12+ (child watcher, pidfd watcher) leaves "
+                    "this child a zombie")
+
+    async def main():
+        p = await asyncio.create_subprocess_exec(
+            PY, "-c", "import time; time.sleep(0.3)")
+        return p.pid
+
+    pid = run(loop, main())
+    fds = open_fds()
+    loop.close()
+    assert open_fds() <= fds        # the pidfd went with the loop
+    for _ in range(200):
+        if pid not in zombie_children() and not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{pid}")
