@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from benchmarks import net_workloads
+from benchmarks import net_workloads, proc_workloads
 from benchmarks.loops import LOOP_NAMES, new_event_loop
 
 
@@ -46,7 +46,8 @@ class Workload:
                                  # "net": ops/s as "speed", plus the server's
                                  #   CPU seconds per op (user, sys), lower is better
     unit: str = "ops"
-    group: str = "core"          # "core": the default run; "net": network workloads
+    group: str = "core"          # "core": the default run; "net": network
+                                 # workloads; "proc": subprocesses
     cpu_target: Optional[float] = None  # "net": user CPU per op vs `baseline`, at most
     repeat: Optional[int] = None  # at most this many runs per loop (a steady number)
     min_python: Optional[Tuple[int, int]] = None
@@ -255,6 +256,12 @@ def _rss_bytes():
 # -- network (net_workloads.py) ----------------------------------------------
 
 for _name, _func, _options in net_workloads.workloads():
+    workload(_name, **_options)(_func)
+del _name, _func, _options
+
+# -- subprocesses (proc_workloads.py) -----------------------------------------
+
+for _name, _func, _options in proc_workloads.workloads():
     workload(_name, **_options)(_func)
 del _name, _func, _options
 

@@ -10,8 +10,7 @@ import weakref
 from asyncio import base_events, coroutines, events
 from asyncio.log import logger
 
-from . import (_core, _datagram, _helpers, _network, _sendfile, _sock,
-               _unsupported)
+from . import _core, _datagram, _helpers, _network, _pipes, _sendfile, _sock
 
 _Base = base_events.BaseEventLoop
 
@@ -21,8 +20,7 @@ def _noop_signal_handler(signum, frame):
 
 
 class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
-           _network.NetworkMixin,
-           _datagram.DatagramMixin, _unsupported.NetworkStubs,
+           _network.NetworkMixin, _datagram.DatagramMixin, _pipes.PipesMixin,
            asyncio.AbstractEventLoop):
     """An asyncio event loop whose hot paths run in C on libev."""
 
@@ -116,6 +114,7 @@ class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
             logger.debug("Close %r", self)
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
+        self._fl_release_children()
         self._close_core()
         # Transports still open are no longer kept alive by a loop that
         # will never run them again (asyncio's selector is gone too).

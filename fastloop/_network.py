@@ -146,6 +146,16 @@ def _report_fatal_error(loop, transport, protocol, message, exc):
         _report_callback_error(loop, message, exc, transport, protocol)
 
 
+def _report_read_pipe_fatal_error(loop, transport, protocol, message, exc):
+    """_UnixReadPipeTransport._fatal_error's report: only EIO (a pty whose
+    other side closed) is quiet."""
+    if isinstance(exc, OSError) and exc.errno == errno.EIO:
+        if loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=True)
+    else:
+        _report_callback_error(loop, message, exc, transport, protocol)
+
+
 def _log_debug(fmt, obj):
     logger.debug(fmt, obj)
 

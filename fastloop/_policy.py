@@ -1,5 +1,6 @@
 """fastloop.EventLoopPolicy, for code that still goes through policies."""
 import asyncio
+import sys
 import warnings
 
 from ._loop import Loop
@@ -34,12 +35,22 @@ class EventLoopPolicy(_Base):
         _watcher = None
 
         def get_child_watcher(self):
+            _deprecated("get_child_watcher")
             return self._watcher
 
         def set_child_watcher(self, watcher):
             if self._watcher is not None and self._watcher is not watcher:
                 self._watcher.close()
             self._watcher = watcher
+            _deprecated("set_child_watcher")
+
+
+def _deprecated(name):
+    """The warning asyncio's policy gives for its child watcher API."""
+    if sys.version_info >= (3, 12):
+        warnings._deprecated(name, "{name!r} is deprecated as of Python 3.12 "
+                             "and will be removed in Python {remove}.",
+                             remove=(3, 14))
 
 
 def set_policy():

@@ -8,6 +8,7 @@
 #include "sock.h"
 #include "stream.h"
 #include "udp.h"
+#include "process.h"
 
 static struct PyModuleDef fl_module_def;
 
@@ -245,7 +246,8 @@ module_exec(PyObject *module)
             || add_future_types(module, st) < 0
             || fl_sock_module_init(module) < 0
             || fl_stream_module_init(module, st) < 0
-            || fl_udp_module_init(module) < 0) {
+            || fl_udp_module_init(module) < 0
+            || fl_process_module_init(module) < 0) {
         return -1;
     }
     fl_loop_install_syserr_cb();

@@ -14,7 +14,16 @@
    closed fd). Protocol callbacks the loop runs (connection_made/lost, data,
    eof, resume_writing from a flush) run in the context copied when the
    transport was made; calls made from inside user calls (pause_writing from
-   write()) run in the caller's context, as in asyncio. */
+   write()) run in the caller's context, as in asyncio.
+
+   The same transport serves pipes, FIFOs, ptys and character devices
+   (loop.connect_read_pipe/connect_write_pipe), as asyncio's
+   _UnixReadPipeTransport and _UnixWritePipeTransport: `kind` says which.
+   A pipe uses read()/write()/writev() on the plain fd where a socket uses
+   recv()/send()/sendmsg(); the differences in semantics (EOF closes a read
+   pipe; close() of a write pipe is write_eof(); a write pipe watches its fd
+   for reading to learn that the reader went away) are the branches on
+   `kind` below, each small and named. */
 #include "stream.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +31,7 @@
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <structmember.h>
@@ -34,6 +44,12 @@
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 #define DEFAULT_HIGH_WATER (64 * 1024)
 
+enum {
+    KIND_SOCKET = 0,
+    KIND_READ_PIPE = 1,
+    KIND_WRITE_PIPE = 2,
+};
+
 typedef struct {
     PyObject *obj;              /* a bytes object we own */
     const char *ptr;            /* the unsent part of it */
@@ -42,7 +58,8 @@ typedef struct {
 
 typedef struct {
     FlLoop *loop;
-    PyObject *sock;             /* socket.socket; NULL once closed */
+    PyObject *sock;             /* socket.socket, or the pipe object for a
+                                   pipe; NULL once closed */
     PyObject *protocol;
     PyObject *context;
     PyObject *server;
@@ -59,6 +76,8 @@ typedef struct {
     Py_ssize_t conn_lost;
     ev_io rio, wio;
     int fd;
+    char kind;                  /* KIND_SOCKET or a pipe */
+    char watch_peer;            /* write pipe: rio tells the reader left */
     char buffered;              /* the protocol is a BufferedProtocol */
     char closing, eof, paused, protocol_paused, made, lost;
 } FlStream;
@@ -199,6 +218,46 @@ call_method0(PyObject *obj, PyObject *name)
                                      NULL);
 }
 
+/* ---- the syscalls: the socket-specific ones in one place ---- */
+
+static const char *
+read_error_message(FlStream *s)
+{
+    return s->kind == KIND_SOCKET ? "Fatal read error on socket transport"
+                                  : "Fatal read error on pipe transport";
+}
+
+static const char *
+write_error_message(FlStream *s)
+{
+    return s->kind == KIND_SOCKET ? "Fatal write error on socket transport"
+                                  : "Fatal write error on pipe transport";
+}
+
+static ssize_t
+io_read(FlStream *s, char *buf, size_t len)
+{
+    ssize_t n;
+    do {
+        n = s->kind == KIND_SOCKET ? recv(s->fd, buf, len, 0)
+                                   : read(s->fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/* MSG_NOSIGNAL keeps a socket from raising SIGPIPE; a pipe relies on
+   Python ignoring SIGPIPE, as asyncio's os.write() does. */
+static ssize_t
+io_write(FlStream *s, const char *ptr, size_t len)
+{
+    ssize_t n;
+    do {
+        n = s->kind == KIND_SOCKET ? send(s->fd, ptr, len, MSG_NOSIGNAL)
+                                   : write(s->fd, ptr, len);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
 /* ---- write queue ---- */
 
 static void
@@ -272,7 +331,8 @@ wq_consume(FlStream *s, Py_ssize_t n)
     }
 }
 
-/* sendmsg over up to MAX_IOV queued chunks; bytes sent, or -1 with errno. */
+/* sendmsg (writev for a pipe) over up to MAX_IOV queued chunks; bytes
+   sent, or -1 with errno. */
 static ssize_t
 wq_send(FlStream *s)
 {
@@ -283,10 +343,16 @@ wq_send(FlStream *s)
         iov[n].iov_base = (void *)c->ptr;
         iov[n].iov_len = (size_t)c->len;
     }
+    ssize_t r;
+    if (s->kind != KIND_SOCKET) {
+        do {
+            r = writev(s->fd, iov, n);
+        } while (r < 0 && errno == EINTR);
+        return r;
+    }
     struct msghdr msg = {0};
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
-    ssize_t r;
     do {
         r = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
@@ -389,7 +455,11 @@ static int
 fatal_error(PyObject *self, PyObject *exc, const char *message)
 {
     FlStream *s = ST(self);
-    if (call_helper("_report_fatal_error", Py_BuildValue(
+    /* A read pipe reports every OSError but EIO (a pty whose other side
+       closed); the others only log OSErrors in debug mode. */
+    const char *report = s->kind == KIND_READ_PIPE ? "_report_read_pipe_fatal_error"
+                                                   : "_report_fatal_error";
+    if (call_helper(report, Py_BuildValue(
             "(OOOsO)", (PyObject *)s->loop, self,
             s->protocol ? s->protocol : Py_None, message, exc)) < 0) {
         return -1;
@@ -501,10 +571,42 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
 
 /* ---- reading ---- */
 
+/* EOF on a read pipe ends it: eof_received() (its result does not
+   matter) then connection_lost(None), as _UnixReadPipeTransport does. */
+static int
+on_pipe_eof(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+            "(sO)", "%r was closed by peer", self)) < 0) {
+        return -1;
+    }
+    s->closing = 1;
+    watch_stop(s, &s->rio);
+    PyObject *r = call_method0(s->protocol, str_eof_received);
+    if (r == NULL) {
+        PyObject *exc = take_nonfatal();
+        if (exc == NULL) {
+            return -1;
+        }
+        int rc = report_callback_error(
+            self, "Exception in callback protocol.eof_received()", exc);
+        Py_DECREF(exc);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    Py_XDECREF(r);
+    return schedule_connection_lost(self, NULL);
+}
+
 static int
 on_eof(PyObject *self)
 {
     FlStream *s = ST(self);
+    if (s->kind != KIND_SOCKET) {
+        return on_pipe_eof(self);
+    }
     if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r received EOF", self)) < 0) {
         return -1;
@@ -555,27 +657,34 @@ read_failed(PyObject *self, const char *message)
     return rc;
 }
 
-static ssize_t
-recv_into(int fd, char *buf, size_t len)
+/* A protocol's data callback failed. A socket transport aborts; a read
+   pipe, like asyncio's, reports it as a failed callback and reads on. */
+static int
+protocol_failed(PyObject *self, const char *message)
 {
-    ssize_t n;
-    do {
-        n = recv(fd, buf, len, 0);
-    } while (n < 0 && errno == EINTR);
-    return n;
+    if (ST(self)->kind == KIND_SOCKET) {
+        return read_failed(self, message);
+    }
+    PyObject *exc = take_nonfatal();
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = report_callback_error(self, message, exc);
+    Py_DECREF(exc);
+    return rc;
 }
 
 static int
 read_data(PyObject *self)
 {
     FlStream *s = ST(self);
-    ssize_t n = recv_into(s->fd, read_buf, sizeof(read_buf));
+    ssize_t n = io_read(s, read_buf, sizeof(read_buf));
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return 0;
         }
         PyObject *exc = errno_exception(errno);
-        int rc = fatal_error(self, exc, "Fatal read error on socket transport");
+        int rc = fatal_error(self, exc, read_error_message(s));
         Py_DECREF(exc);
         return rc;
     }
@@ -584,12 +693,12 @@ read_data(PyObject *self)
     }
     PyObject *data = PyBytes_FromStringAndSize(read_buf, n);
     if (data == NULL) {
-        return read_failed(self, "Fatal read error on socket transport");
+        return read_failed(self, read_error_message(s));
     }
     PyObject *r = call_method1(s->protocol, str_data_received, data);
     Py_DECREF(data);
     if (r == NULL) {
-        return read_failed(self, "Fatal error: protocol.data_received() call failed.");
+        return protocol_failed(self, "Fatal error: protocol.data_received() call failed.");
     }
     Py_DECREF(r);
     return 0;
@@ -618,7 +727,7 @@ read_buffered(PyObject *self)
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
         return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
     }
-    ssize_t n = recv_into(s->fd, view.buf, (size_t)view.len);
+    ssize_t n = io_read(s, view.buf, (size_t)view.len);
     int err = errno;
     PyBuffer_Release(&view);
     if (n < 0) {
@@ -626,7 +735,7 @@ read_buffered(PyObject *self)
             return 0;
         }
         PyObject *exc = errno_exception(err);
-        int rc = fatal_error(self, exc, "Fatal read error on socket transport");
+        int rc = fatal_error(self, exc, read_error_message(s));
         Py_DECREF(exc);
         return rc;
     }
@@ -640,7 +749,7 @@ read_buffered(PyObject *self)
     PyObject *res = call_method1(s->protocol, str_buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
-        return read_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
+        return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
     }
     Py_DECREF(res);
     return 0;
@@ -693,6 +802,43 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
     run_in_context(self, do_read);
 }
 
+/* A write pipe's fd turns readable (EPOLLERR/EPOLLHUP) when the reading
+   end is closed: abort, with BrokenPipeError if data was still queued. */
+static int
+do_peer_closed(PyObject *self)
+{
+    FlStream *s = ST(self);
+    if (s->conn_lost || s->lost) {
+        watch_stop(s, &s->rio);
+        return 0;
+    }
+    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+            "(sO)", "%r was closed by peer", self)) < 0) {
+        return -1;
+    }
+    if (s->wsize == 0) {
+        return force_close(self, NULL);
+    }
+    PyObject *exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = force_close(self, exc);
+    Py_DECREF(exc);
+    return rc;
+}
+
+static void
+peer_closed_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    PyObject *self = w->data;
+    ST(self)->loop->io_events++;
+    if (PyErr_Occurred()) {
+        return;
+    }
+    run_in_context(self, do_peer_closed);
+}
+
 /* ---- writing ---- */
 
 static int
@@ -711,7 +857,7 @@ do_write_ready(PyObject *self)
         PyObject *exc = errno_exception(errno);
         watch_stop(s, &s->wio);
         wq_clear(s);
-        int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+        int rc = fatal_error(self, exc, write_error_message(s));
         if (rc == 0 && s->empty_waiter != NULL && s->empty_waiter != Py_None) {
             PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_exception",
                                               "O", exc);
@@ -740,7 +886,7 @@ do_write_ready(PyObject *self)
         }
         if (s->eof && shutdown(s->fd, SHUT_WR) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
-            return read_failed(self, "Fatal write error on socket transport");
+            return read_failed(self, write_error_message(s));
         }
     }
     return 0;
@@ -796,7 +942,8 @@ made_entry(FlLoop *loop, fl_ready_item *item)
     }
     /* Only start reading once connection_made() has been called. */
     s->made = 1;
-    if (!s->closing && !s->paused && !s->lost) {
+    if (!s->closing && !s->paused && !s->lost
+            && (s->kind != KIND_WRITE_PIPE || s->watch_peer)) {
         watch_start(s, &s->rio);
     }
     PyObject *waiter = s->waiter;
@@ -893,12 +1040,13 @@ fill_extra(PyObject *extra, PyObject *sock)
     return 0;
 }
 
-/* A new transport for a connected socket. `context` NULL copies the
-   current one. */
+/* A new transport for a connected socket, or for a pipe if `kind` says
+   so (the caller checked its mode and made it non-blocking). `context`
+   NULL copies the current one. */
 static PyObject *
 stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
               PyObject *waiter, PyObject *extra, PyObject *server,
-              PyObject *context)
+              PyObject *context, int kind)
 {
     if (fl_loop_check_closed(loop) < 0) {
         return NULL;
@@ -922,10 +1070,22 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     }
     FlStream *s = ST(self);
     s->fd = (int)fd;
+    s->kind = (char)kind;
     s->loop = (FlLoop *)Py_NewRef(loop);
     s->high_water = DEFAULT_HIGH_WATER;
     s->low_water = DEFAULT_HIGH_WATER / 4;
-    ev_io_init(&s->rio, read_cb, (int)fd, EV_READ);
+    if (kind == KIND_WRITE_PIPE) {
+        /* Only a FIFO or a socket reports the reader's close as readable
+           (asyncio: "the reader trick"); a character device may really
+           have data to read. */
+        struct stat st;
+        s->watch_peer = fstat((int)fd, &st) == 0
+            && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+        ev_io_init(&s->rio, peer_closed_cb, (int)fd, EV_READ);
+    }
+    else {
+        ev_io_init(&s->rio, read_cb, (int)fd, EV_READ);
+    }
     ev_io_init(&s->wio, write_cb, (int)fd, EV_WRITE);
     s->rio.data = self;
     s->wio.data = self;
@@ -941,10 +1101,18 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
         }
         goto error;
     }
-    if (fill_extra(s->extra, sock) < 0 || set_protocol(self, protocol) < 0) {
+    if (kind == KIND_SOCKET) {
+        if (fill_extra(s->extra, sock) < 0) {
+            goto error;
+        }
+        set_nodelay((int)fd);
+    }
+    else if (PyDict_SetItemString(s->extra, "pipe", sock) < 0) {
         goto error;
     }
-    set_nodelay((int)fd);
+    if (set_protocol(self, protocol) < 0) {
+        goto error;
+    }
     s->registry = PyObject_GetAttr((PyObject *)loop, str_fl_transports);
     if (s->registry == NULL || PySet_Add(s->registry, self) < 0) {
         goto error;
@@ -990,12 +1158,17 @@ static PyObject *
 stream_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"loop", "sock", "protocol", "waiter", "extra",
-                             "server", NULL};
+                             "server", "pipe", NULL};
     PyObject *loop, *sock, *protocol, *waiter = Py_None, *extra = Py_None,
              *server = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOO:StreamTransport",
+    int kind = KIND_SOCKET;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOO$i:StreamTransport",
                                      kwlist, &loop, &sock, &protocol, &waiter,
-                                     &extra, &server)) {
+                                     &extra, &server, &kind)) {
+        return NULL;
+    }
+    if (kind < KIND_SOCKET || kind > KIND_WRITE_PIPE) {
+        PyErr_SetString(PyExc_ValueError, "pipe must be 0, 1 (read) or 2 (write)");
         return NULL;
     }
     if (!PyObject_TypeCheck(loop, loop_type)) {
@@ -1003,7 +1176,7 @@ stream_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     return stream_create((FlLoop *)loop, sock, protocol, waiter, extra,
-                         server, NULL);
+                         server, NULL, kind);
 }
 
 static int
@@ -1018,16 +1191,54 @@ write_dropped(PyObject *self)
     FlStream *s = ST(self);
     if (s->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
             && call_helper("_log_warning", Py_BuildValue(
-                "(s)", "socket.send() raised exception.")) < 0) {
+                "(s)", s->kind == KIND_SOCKET ? "socket.send() raised exception."
+                : "pipe closed by peer or os.write(pipe, data) raised exception."))
+               < 0) {
         return NULL;
     }
     s->conn_lost++;
     Py_RETURN_NONE;
 }
 
+/* A read pipe has no write side: asyncio's has no such methods. */
+static int
+check_not_read_pipe(FlStream *s, const char *what)
+{
+    if (s->kind == KIND_READ_PIPE) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "%s() is not supported by a read pipe transport", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ...and a write pipe has no read side. */
+static int
+check_not_write_pipe(FlStream *s, const char *what)
+{
+    if (s->kind == KIND_WRITE_PIPE) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "%s() is not supported by a write pipe transport", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes after close() or a lost connection are counted and dropped: for
+   a socket only after the connection is lost, for a pipe also once
+   closing (a pipe's write_eof() is its close()). */
+static int
+writes_dropped(FlStream *s)
+{
+    return s->conn_lost || (s->kind != KIND_SOCKET && s->closing);
+}
+
 static int
 check_writable(FlStream *s, const char *what)
 {
+    if (check_not_read_pipe(s, what) < 0) {
+        return -1;
+    }
     if (s->eof) {
         PyErr_Format(PyExc_RuntimeError, "Cannot call %s() after write_eof()", what);
         return -1;
@@ -1061,7 +1272,7 @@ stream_write(PyObject *self, PyObject *data)
         ret = Py_NewRef(Py_None);
         goto done;
     }
-    if (s->conn_lost) {
+    if (writes_dropped(s)) {
         ret = write_dropped(self);
         goto done;
     }
@@ -1069,14 +1280,11 @@ stream_write(PyObject *self, PyObject *data)
     Py_ssize_t len = view.len;
     if (s->wsize == 0) {
         /* Try to send now: most writes never touch the queue. */
-        ssize_t n;
-        do {
-            n = send(s->fd, ptr, (size_t)len, MSG_NOSIGNAL);
-        } while (n < 0 && errno == EINTR);
+        ssize_t n = io_write(s, ptr, (size_t)len);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 PyObject *exc = errno_exception(errno);
-                int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+                int rc = fatal_error(self, exc, write_error_message(s));
                 Py_DECREF(exc);
                 ret = rc < 0 ? NULL : Py_NewRef(Py_None);
                 goto done;
@@ -1127,7 +1335,7 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
             goto done;
         }
     }
-    if (s->conn_lost) {
+    if (writes_dropped(s)) {
         ret = n ? write_dropped(self) : Py_NewRef(Py_None);
         goto done;
     }
@@ -1150,7 +1358,7 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 PyObject *exc = errno_exception(errno);
                 wq_clear(s);
-                int rc = fatal_error(self, exc, "Fatal write error on socket transport");
+                int rc = fatal_error(self, exc, write_error_message(s));
                 Py_DECREF(exc);
                 ret = rc < 0 ? NULL : Py_NewRef(Py_None);
                 goto done;
@@ -1171,10 +1379,19 @@ done:
     return ret;
 }
 
+static PyObject *stream_close(PyObject *self, PyObject *Py_UNUSED(ignored));
+
 static PyObject *
 stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
+    if (check_not_read_pipe(s, "write_eof") < 0) {
+        return NULL;
+    }
+    if (s->kind == KIND_WRITE_PIPE) {
+        /* Closing the write end is the pipe's EOF: close once drained. */
+        return stream_close(self, NULL);
+    }
     if (s->closing || s->eof) {
         Py_RETURN_NONE;
     }
@@ -1188,7 +1405,7 @@ stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 stream_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(ST(self)->kind != KIND_READ_PIPE);
 }
 
 static PyObject *
@@ -1262,6 +1479,9 @@ static PyObject *
 stream_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
+    if (check_not_write_pipe(s, "pause_reading") < 0) {
+        return NULL;
+    }
     if (s->closing || s->paused) {
         Py_RETURN_NONE;
     }
@@ -1278,6 +1498,9 @@ static PyObject *
 stream_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
+    if (check_not_write_pipe(s, "resume_reading") < 0) {
+        return NULL;
+    }
     if (s->closing || !s->paused) {
         Py_RETURN_NONE;
     }
@@ -1421,8 +1644,10 @@ stream_repr(PyObject *self)
     FlStream *s = ST(self);
     const char *state = s->sock == NULL ? " closed" : s->closing ? " closing" : "";
     if (s->sock == NULL || s->loop->closed) {
-        return PyUnicode_FromFormat("<%s%s fd=%d>", Py_TYPE(self)->tp_name,
-                                    state, s->fd);
+        /* asyncio's pipe transports say "open" once the loop is gone. */
+        const char *open = s->kind != KIND_SOCKET && s->sock != NULL ? " open" : "";
+        return PyUnicode_FromFormat("<%s%s fd=%d%s>", Py_TYPE(self)->tp_name,
+                                    state, s->fd, open);
     }
     return PyUnicode_FromFormat(
         "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>", Py_TYPE(self)->tp_name,
@@ -1444,6 +1669,25 @@ get_sock(PyObject *self, void *c)
 {
     PyObject *v = ST(self)->sock;
     return Py_NewRef(v ? v : Py_None);
+}
+
+/* `transport._pipe = None` (asyncio's tests do it after closing the pipe
+   themselves) forgets the pipe without closing it: nothing watches its fd
+   any more and no ResourceWarning is due. */
+static int
+set_pipe(PyObject *self, PyObject *v, void *c)
+{
+    FlStream *s = ST(self);
+    if (v != Py_None || s->kind == KIND_SOCKET) {
+        PyErr_SetString(PyExc_AttributeError,
+                        "_pipe can only be set to None on a pipe transport");
+        return -1;
+    }
+    watch_stop(s, &s->rio);
+    watch_stop(s, &s->wio);
+    s->fd = -1;
+    Py_CLEAR(s->sock);
+    return 0;
 }
 
 static PyObject *
@@ -1662,6 +1906,8 @@ static PyGetSetDef stream_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_loop", get_loop, NULL, NULL, NULL},
     {"_sock", get_sock, NULL, NULL, NULL},
+    {"_pipe", get_sock, set_pipe, NULL, NULL},
+    {"_fileno", get_sock_fd, NULL, NULL, NULL},
     {"_sock_fd", get_sock_fd, NULL, NULL, NULL},
     {"_protocol", get_protocol_attr, NULL, NULL, NULL},
     {"_server", get_server, NULL, NULL, NULL},
@@ -1770,7 +2016,8 @@ accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
     if (protocol != NULL) {
         extra = Py_BuildValue("{sO}", "peername", addr);
         if (extra != NULL) {
-            tr = stream_create(l->loop, conn, protocol, NULL, extra, l->server, ctx);
+            tr = stream_create(l->loop, conn, protocol, NULL, extra, l->server, ctx,
+                                  KIND_SOCKET);
         }
     }
     if (tr == NULL) {
