@@ -53,12 +53,6 @@ fl_future_is_ours(PyObject *obj)
 }
 
 int
-fl_future_check(fl_state *st, PyObject *obj)
-{
-    return fl_future_is_ours(obj);
-}
-
-int
 fl_future_is_exact(PyObject *obj)
 {
     return Py_IS_TYPE(obj, fl_future_type_g) || Py_IS_TYPE(obj, fl_task_type_g);

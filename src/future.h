@@ -53,7 +53,6 @@ int fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
 
 /* Is obj a fastloop Future or Task (the types whose fields we own)? */
 int fl_future_is_ours(PyObject *obj);
-int fl_future_check(fl_state *st, PyObject *obj);
 /* Exactly fastloop.Future or Task: a subclass may override methods, so
    only these take the C fast paths. */
 int fl_future_is_exact(PyObject *obj);

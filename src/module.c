@@ -228,15 +228,8 @@ static int
 module_exec(PyObject *module)
 {
     fl_state *st = get_state(module);
-    st->str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler");
-    st->str_fileno = PyUnicode_InternFromString("fileno");
-    st->str_dispatch_signal = PyUnicode_InternFromString("_dispatch_signal");
     st->kwnames_context = Py_BuildValue("(s)", "context");
     if (st->kwnames_context == NULL) {
-        return -1;
-    }
-    if (st->str_call_exception_handler == NULL || st->str_fileno == NULL
-            || st->str_dispatch_signal == NULL) {
         return -1;
     }
     if (fl_handle_add_types(module, st) < 0
@@ -283,10 +276,7 @@ module_clear(PyObject *module)
     for (size_t i = 0; i < N_HELPER_SLOTS; i++) {
         Py_CLEAR(*helper_slot(st, i));
     }
-    Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->kwnames_context);
-    Py_CLEAR(st->str_fileno);
-    Py_CLEAR(st->str_dispatch_signal);
     return 0;
 }
 

@@ -46,10 +46,7 @@ typedef struct {
 
     unsigned long long task_name_counter;
 
-    PyObject *str_call_exception_handler;
     PyObject *kwnames_context;           /* ("context",) for vectorcalls */
-    PyObject *str_fileno;
-    PyObject *str_dispatch_signal;
 
     /* Every open loop, so that a forked child can re-arm their kernel state. */
     struct FlLoop *open_loops;

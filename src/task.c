@@ -7,13 +7,6 @@
    Anything else (a foreign loop, a foreign future) goes through asyncio's
    generic protocol: loop.call_soon() and add_done_callback(). */
 
-int
-fl_task_check(fl_state *st, PyObject *obj)
-{
-    return Py_IS_TYPE(obj, st->task_type)
-           || PyType_IsSubtype(Py_TYPE(obj), st->task_type);
-}
-
 static fl_state *
 task_state(PyObject *task)
 {

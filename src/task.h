@@ -22,7 +22,6 @@ typedef struct {
 
 extern PyType_Spec fl_task_spec;
 
-int fl_task_check(fl_state *st, PyObject *obj);
 struct FlLoop;
 /* Is fn the ready-queue function of a task step or wakeup? */
 int fl_task_is_step_entry(fl_ready_fn fn);
