@@ -578,8 +578,8 @@ done:
 
 /* ---- the instance dict, which lives in the base's storage ---- */
 
-static int
-visit_dict(PyObject *self, visitproc visit, void *arg)
+int
+fl_future_visit_dict(PyObject *self, visitproc visit, void *arg)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
@@ -593,8 +593,8 @@ visit_dict(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static void
-clear_dict(PyObject *self)
+void
+fl_future_clear_dict(PyObject *self)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
@@ -612,7 +612,7 @@ static int
 future_tp_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    if (visit_dict(self, visit, arg) < 0) {
+    if (fl_future_visit_dict(self, visit, arg) < 0) {
         return -1;
     }
     return fl_future_traverse(self, visit, arg);
@@ -622,7 +622,7 @@ static int
 future_tp_clear(PyObject *self)
 {
     fl_future_clear(self);
-    clear_dict(self);
+    fl_future_clear_dict(self);
     return 0;
 }
 

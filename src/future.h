@@ -75,6 +75,9 @@ int fl_future_add_callback(fl_state *st, PyObject *self, PyObject *fn,
 /* The future's result as a new reference, or NULL with its error set. */
 PyObject *fl_future_result(fl_state *st, PyObject *self);
 int fl_future_traverse(PyObject *self, visitproc visit, void *arg);
+/* The instance dict, kept in the base's storage (managed on 3.13). */
+int fl_future_visit_dict(PyObject *self, visitproc visit, void *arg);
+void fl_future_clear_dict(PyObject *self);
 void fl_future_clear(PyObject *self);
 /* The finalizer's "exception was never retrieved" report. */
 void fl_future_finalize_report(PyObject *self);

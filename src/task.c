@@ -1131,18 +1131,8 @@ task_tp_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->name);
     Py_VISIT(t->fut_waiter);
     Py_VISIT(t->step_exc);
-#if PY_VERSION_HEX >= 0x030D0000
-    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
-        int r = PyObject_VisitManagedDict(self, visit, arg);
-        if (r) {
-            return r;
-        }
-    }
-#endif
-    if (Py_TYPE(self)->tp_dictoffset > 0) {
-        Py_VISIT(*(PyObject **)((char *)self + Py_TYPE(self)->tp_dictoffset));
-    }
-    return fl_future_traverse(self, visit, arg);
+    int r = fl_future_visit_dict(self, visit, arg);
+    return r ? r : fl_future_traverse(self, visit, arg);
 }
 
 static int
@@ -1150,14 +1140,7 @@ task_tp_clear(PyObject *self)
 {
     task_clear_fields(self);
     fl_future_clear(self);
-#if PY_VERSION_HEX >= 0x030D0000
-    if (Py_TYPE(self)->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
-        PyObject_ClearManagedDict(self);
-    }
-#endif
-    if (Py_TYPE(self)->tp_dictoffset > 0) {
-        Py_CLEAR(*(PyObject **)((char *)self + Py_TYPE(self)->tp_dictoffset));
-    }
+    fl_future_clear_dict(self);
     return 0;
 }
 
