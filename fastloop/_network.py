@@ -1,7 +1,7 @@
 """Connections, servers and TLS: the cold, per-connection orchestration.
 
-The per-event work lives in C (src/stream.c): `_core.StreamTransport` moves
-the bytes and `_core.Listener` accepts connections. What asyncio already
+The per-event work lives in C: `_core.StreamTransport` (src/stream.c) moves
+the bytes and `_core.Listener` (src/server.c) accepts connections. What asyncio already
 does well once per connection stays asyncio's own code: address
 resolution, happy eyeballs, socket options, the Server object and TLS
 (asyncio.sslproto.SSLProtocol stacked on our transport, as uvloop does).

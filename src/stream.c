@@ -1,5 +1,4 @@
-/* StreamTransport: a socket stream transport on two libev watchers, and
-   Listener: a listening socket whose connections are accepted in C.
+/* StreamTransport: a socket stream transport on two libev watchers.
 
    Per-event work stays in C: the read watcher receives into one buffer and
    calls the protocol straight away (data_received, or get_buffer and
@@ -38,6 +37,7 @@
 #include "loop.h"
 #include "future.h"
 #include "fdowner.h"
+#include "transport.h"
 
 #define READ_SIZE (256 * 1024)          /* asyncio's max_size */
 #define MAX_IOV 64
@@ -86,19 +86,15 @@ static Py_ssize_t stream_offset;
 #define ST(o) ((FlStream *)((char *)(o) + stream_offset))
 
 static PyTypeObject *stream_type;
-static PyTypeObject *listener_type;
 static PyTypeObject *loop_type;
 static PyObject *buffered_protocol_type;
 static PyObject *transport_socket_type;
 static PyObject *set_result_unless_cancelled;
-static PyObject *socket_type;
-static PyObject *helpers_module;
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
     *str_eof_received, *str_connection_made, *str_connection_lost,
-    *str_pause_writing, *str_resume_writing, *str_close, *str_fileno,
-    *str_attach, *str_detach, *str_getsockname, *str_getpeername,
-    *str_accept, *str_fl_transports;
+    *str_pause_writing, *str_resume_writing, *str_attach, *str_detach,
+    *str_getsockname, *str_getpeername, *str_fl_transports;
 
 /* Data received for a Protocol goes through here and is copied into a new
    bytes object before any Python code runs: the GIL makes one buffer safe
@@ -106,77 +102,6 @@ static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
 static char read_buf[READ_SIZE];
 
 /* ---- small helpers ---- */
-
-/* fastloop._network: the cold-path reports written in Python. */
-static PyObject *
-helper(const char *name)
-{
-    if (helpers_module == NULL) {
-        helpers_module = PyImport_ImportModule("fastloop._network");
-        if (helpers_module == NULL) {
-            return NULL;
-        }
-    }
-    return PyObject_GetAttrString(helpers_module, name);
-}
-
-static int
-call_helper(const char *name, PyObject *args)
-{
-    if (args == NULL) {
-        return -1;
-    }
-    PyObject *fn = helper(name);
-    PyObject *r = fn ? PyObject_Call(fn, args, NULL) : NULL;
-    Py_XDECREF(fn);
-    Py_DECREF(args);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
-static int
-error_is_fatal(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit)
-        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-static int
-reraise_entry(FlLoop *loop, fl_ready_item *item)
-{
-    fl_err_set_raised(Py_NewRef(item->arg));
-    return -1;
-}
-
-/* A libev callback cannot return an error: SystemExit and KeyboardInterrupt
-   leave the loop from the ready queue instead, as asyncio lets them out of
-   the callback that raised them. */
-static void
-stash_fatal(FlLoop *loop)
-{
-    PyObject *exc = fl_err_get_raised();
-    if (exc == NULL) {
-        return;
-    }
-    if (fl_ready_push(&loop->ready, reraise_entry, exc) < 0) {
-        PyErr_WriteUnraisable(exc);
-    }
-    Py_DECREF(exc);
-}
-
-/* The current exception as an object, for a report; NULL if the error
-   must stop the loop (it stays set). */
-static PyObject *
-take_nonfatal(void)
-{
-    if (error_is_fatal()) {
-        return NULL;
-    }
-    return fl_err_get_raised();
-}
 
 static PyObject *
 errno_exception(int err)
@@ -200,22 +125,6 @@ watch_stop(FlStream *s, ev_io *w)
     if (s->loop != NULL && s->loop->ev != NULL && ev_is_active(w)) {
         ev_io_stop(s->loop->ev, w);
     }
-}
-
-static PyObject *
-call_method1(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
-}
-
-static PyObject *
-call_method0(PyObject *obj, PyObject *name)
-{
-    PyObject *args[1] = {obj};
-    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
 }
 
 /* ---- the syscalls: the socket-specific ones in one place ---- */
@@ -365,7 +274,7 @@ static int
 report_callback_error(PyObject *self, const char *message, PyObject *exc)
 {
     FlStream *s = ST(self);
-    return call_helper("_report_callback_error", Py_BuildValue(
+    return fl_transport_call_helper("_report_callback_error", Py_BuildValue(
         "(OsOOO)", (PyObject *)s->loop, message, exc, self,
         s->protocol ? s->protocol : Py_None));
 }
@@ -379,12 +288,12 @@ notify_flow(PyObject *self, PyObject *name, const char *message)
     if (s->protocol == NULL) {
         return 0;
     }
-    PyObject *r = call_method0(s->protocol, name);
+    PyObject *r = fl_call_method0(s->protocol, name);
     if (r != NULL) {
         Py_DECREF(r);
         return 0;
     }
-    PyObject *exc = take_nonfatal();
+    PyObject *exc = fl_transport_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -459,7 +368,7 @@ fatal_error(PyObject *self, PyObject *exc, const char *message)
        closed); the others only log OSErrors in debug mode. */
     const char *report = s->kind == KIND_READ_PIPE ? "_report_read_pipe_fatal_error"
                                                    : "_report_fatal_error";
-    if (call_helper(report, Py_BuildValue(
+    if (fl_transport_call_helper(report, Py_BuildValue(
             "(OOOsO)", (PyObject *)s->loop, self,
             s->protocol ? s->protocol : Py_None, message, exc)) < 0) {
         return -1;
@@ -478,12 +387,12 @@ call_connection_lost(PyObject *self, PyObject *exc)
     }
     s->lost = 1;
     if (s->protocol != NULL) {
-        PyObject *r = call_method1(s->protocol, str_connection_lost, exc);
+        PyObject *r = fl_call_method1(s->protocol, str_connection_lost, exc);
         if (r != NULL) {
             Py_DECREF(r);
         }
         else {
-            PyObject *e = take_nonfatal();
+            PyObject *e = fl_transport_take_nonfatal();
             if (e == NULL) {
                 rc = -1;
             }
@@ -504,7 +413,7 @@ call_connection_lost(PyObject *self, PyObject *exc)
         fl_fdowner_discard(s->loop, s->fd, self);
         s->sock = NULL;
         s->fd = -1;
-        PyObject *r = call_method0(sock, str_close);
+        PyObject *r = fl_call_method0(sock, fl_str_close);
         Py_XDECREF(r);
         if (r == NULL) {
             PyErr_WriteUnraisable(sock);
@@ -516,9 +425,9 @@ call_connection_lost(PyObject *self, PyObject *exc)
     s->server = NULL;
     if (server != NULL) {
 #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *r = call_method1(server, str_detach, self);
+        PyObject *r = fl_call_method1(server, str_detach, self);
 #else
-        PyObject *r = call_method0(server, str_detach);
+        PyObject *r = fl_call_method0(server, str_detach);
 #endif
         Py_XDECREF(r);
         if (r == NULL) {
@@ -577,15 +486,15 @@ static int
 on_pipe_eof(PyObject *self)
 {
     FlStream *s = ST(self);
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r was closed by peer", self)) < 0) {
         return -1;
     }
     s->closing = 1;
     watch_stop(s, &s->rio);
-    PyObject *r = call_method0(s->protocol, str_eof_received);
+    PyObject *r = fl_call_method0(s->protocol, str_eof_received);
     if (r == NULL) {
-        PyObject *exc = take_nonfatal();
+        PyObject *exc = fl_transport_take_nonfatal();
         if (exc == NULL) {
             return -1;
         }
@@ -607,13 +516,13 @@ on_eof(PyObject *self)
     if (s->kind != KIND_SOCKET) {
         return on_pipe_eof(self);
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r received EOF", self)) < 0) {
         return -1;
     }
-    PyObject *r = call_method0(s->protocol, str_eof_received);
+    PyObject *r = fl_call_method0(s->protocol, str_eof_received);
     if (r == NULL) {
-        PyObject *exc = take_nonfatal();
+        PyObject *exc = fl_transport_take_nonfatal();
         if (exc == NULL) {
             return -1;
         }
@@ -648,7 +557,7 @@ on_eof(PyObject *self)
 static int
 read_failed(PyObject *self, const char *message)
 {
-    PyObject *exc = take_nonfatal();
+    PyObject *exc = fl_transport_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -665,7 +574,7 @@ protocol_failed(PyObject *self, const char *message)
     if (ST(self)->kind == KIND_SOCKET) {
         return read_failed(self, message);
     }
-    PyObject *exc = take_nonfatal();
+    PyObject *exc = fl_transport_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -695,7 +604,7 @@ read_data(PyObject *self)
     if (data == NULL) {
         return read_failed(self, read_error_message(s));
     }
-    PyObject *r = call_method1(s->protocol, str_data_received, data);
+    PyObject *r = fl_call_method1(s->protocol, str_data_received, data);
     Py_DECREF(data);
     if (r == NULL) {
         return protocol_failed(self, "Fatal error: protocol.data_received() call failed.");
@@ -712,7 +621,7 @@ read_buffered(PyObject *self)
     if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL) {
         return -1;
     }
-    PyObject *buf = call_method1(s->protocol, str_get_buffer, minus_one);
+    PyObject *buf = fl_call_method1(s->protocol, str_get_buffer, minus_one);
     Py_buffer view;
     if (buf == NULL) {
         return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
@@ -746,7 +655,7 @@ read_buffered(PyObject *self)
     if (nbytes == NULL) {
         return -1;
     }
-    PyObject *res = call_method1(s->protocol, str_buffer_updated, nbytes);
+    PyObject *res = fl_call_method1(s->protocol, str_buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
         return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -774,7 +683,7 @@ run_in_context(PyObject *self, int (*fn)(PyObject *))
     }
     if (pending != NULL) {
         fl_err_set_raised(pending);
-        stash_fatal(loop);
+        fl_transport_stash_fatal(loop);
     }
 done:
     Py_DECREF(loop);
@@ -812,7 +721,7 @@ do_peer_closed(PyObject *self)
         watch_stop(s, &s->rio);
         return 0;
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r was closed by peer", self)) < 0) {
         return -1;
     }
@@ -915,12 +824,12 @@ made_entry(FlLoop *loop, fl_ready_item *item)
         return -1;
     }
     if (s->protocol != NULL) {
-        PyObject *r = call_method1(s->protocol, str_connection_made, self);
+        PyObject *r = fl_call_method1(s->protocol, str_connection_made, self);
         if (r != NULL) {
             Py_DECREF(r);
         }
         else {
-            PyObject *exc = take_nonfatal();
+            PyObject *exc = fl_transport_take_nonfatal();
             if (exc == NULL) {
                 rc = -1;
             }
@@ -1021,7 +930,7 @@ fill_extra(PyObject *extra, PyObject *sock)
             }
             continue;
         }
-        PyObject *v = call_method0(sock, meths[i]);
+        PyObject *v = fl_call_method0(sock, meths[i]);
         if (v == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_OSError)) {
                 Py_DECREF(key);
@@ -1051,7 +960,7 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (fl_loop_check_closed(loop) < 0) {
         return NULL;
     }
-    PyObject *fdobj = call_method0(sock, str_fileno);
+    PyObject *fdobj = fl_call_method0(sock, fl_str_fileno);
     if (fdobj == NULL) {
         return NULL;
     }
@@ -1123,9 +1032,9 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (server != NULL && server != Py_None) {
         s->server = Py_NewRef(server);
 #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *r = call_method1(server, str_attach, self);
+        PyObject *r = fl_call_method1(server, str_attach, self);
 #else
-        PyObject *r = call_method0(server, str_attach);
+        PyObject *r = fl_call_method0(server, str_attach);
 #endif
         if (r == NULL) {
             Py_CLEAR(s->server);
@@ -1150,6 +1059,14 @@ error:
     Py_CLEAR(s->sock);
     Py_DECREF(self);
     return NULL;
+}
+
+PyObject *
+fl_stream_new_socket(FlLoop *loop, PyObject *sock, PyObject *protocol,
+                     PyObject *extra, PyObject *server, PyObject *context)
+{
+    return stream_create(loop, sock, protocol, NULL, extra, server, context,
+                         KIND_SOCKET);
 }
 
 /* ---- Python-visible methods ---- */
@@ -1190,7 +1107,7 @@ write_dropped(PyObject *self)
 {
     FlStream *s = ST(self);
     if (s->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
-            && call_helper("_log_warning", Py_BuildValue(
+            && fl_transport_call_helper("_log_warning", Py_BuildValue(
                 "(s)", s->kind == KIND_SOCKET ? "socket.send() raised exception."
                 : "pipe closed by peer or os.write(pipe, data) raised exception."))
                < 0) {
@@ -1487,7 +1404,7 @@ stream_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     s->paused = 1;
     watch_stop(s, &s->rio);
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r pauses reading", self)) < 0) {
         return NULL;
     }
@@ -1508,7 +1425,7 @@ stream_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (s->made) {
         watch_start(s, &s->rio);
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r resumes reading", self)) < 0) {
         return NULL;
     }
@@ -1794,7 +1711,7 @@ stream_finalize(PyObject *self)
     PyObject *sock = s->sock;
     s->sock = NULL;
     s->fd = -1;
-    PyObject *r = call_method0(sock, str_close);
+    PyObject *r = fl_call_method0(sock, fl_str_close);
     if (r == NULL) {
         PyErr_WriteUnraisable(sock);
     }
@@ -1950,383 +1867,6 @@ static PyType_Spec stream_spec = {
     .slots = stream_slots,
 };
 
-/* ======================================================================
-   Listener: accepts connections on a listening socket in C.
-   ====================================================================== */
-
-typedef struct {
-    PyObject_HEAD
-    FlLoop *loop;
-    PyObject *sock;
-    PyObject *accept;           /* sock._accept: (fd, address) */
-    PyObject *factory;
-    PyObject *sslcontext;       /* None for plain connections */
-    PyObject *server;
-    PyObject *hs_timeout, *sh_timeout;
-    PyObject *context;
-    ev_io w;
-    int family, type, proto;
-    int backlog;
-    char stopped;
-} FlListener;
-
-static void
-listener_stop_watch(FlListener *l)
-{
-    if (l->loop != NULL && l->loop->ev != NULL && ev_is_active(&l->w)) {
-        ev_io_stop(l->loop->ev, &l->w);
-    }
-}
-
-static int
-accept_error(FlListener *l)
-{
-    if (PyErr_ExceptionMatches(PyExc_BlockingIOError)
-            || PyErr_ExceptionMatches(PyExc_InterruptedError)
-            || PyErr_ExceptionMatches(PyExc_ConnectionAbortedError)) {
-        PyErr_Clear();
-        return 1;   /* the backlog is empty */
-    }
-    PyObject *exc = take_nonfatal();
-    if (exc == NULL) {
-        return -1;
-    }
-    /* Out of fds or memory: the helper logs, and pauses us for a while
-       (Linux keeps reporting the socket readable). */
-    int rc = call_helper("_accept_error", Py_BuildValue(
-        "(OOO)", (PyObject *)l->loop, (PyObject *)l, exc));
-    Py_DECREF(exc);
-    return rc < 0 ? -1 : 1;
-}
-
-static int
-accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
-{
-    PyObject *ctx = PyObject_CallMethod(l->context, "copy", NULL);
-    if (ctx == NULL) {
-        return -1;
-    }
-    if (PyContext_Enter(ctx) < 0) {
-        Py_DECREF(ctx);
-        return -1;
-    }
-    int rc = 0;
-    PyObject *protocol = NULL, *extra = NULL, *tr = NULL;
-    protocol = PyObject_CallNoArgs(l->factory);
-    if (protocol != NULL) {
-        extra = Py_BuildValue("{sO}", "peername", addr);
-        if (extra != NULL) {
-            tr = stream_create(l->loop, conn, protocol, NULL, extra, l->server, ctx,
-                                  KIND_SOCKET);
-        }
-    }
-    if (tr == NULL) {
-        PyObject *exc = take_nonfatal();
-        if (exc == NULL) {
-            rc = -1;
-        }
-        else {
-            PyObject *r = call_method0(conn, str_close);
-            Py_XDECREF(r);
-            if (r == NULL) {
-                PyErr_Clear();
-            }
-            rc = call_helper("_accept_failed", Py_BuildValue(
-                "(OOOO)", (PyObject *)l->loop, exc,
-                protocol ? protocol : Py_None, (PyObject *)l));
-            Py_DECREF(exc);
-        }
-    }
-    Py_XDECREF(tr);
-    Py_XDECREF(extra);
-    Py_XDECREF(protocol);
-    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
-    if (PyContext_Exit(ctx) < 0) {
-        PyErr_WriteUnraisable(ctx);
-    }
-    Py_DECREF(ctx);
-    if (pending != NULL) {
-        fl_err_set_raised(pending);
-    }
-    return rc;
-}
-
-static int
-accept_one(FlListener *l)
-{
-    PyObject *res = PyObject_CallNoArgs(l->accept);
-    if (res == NULL) {
-        return accept_error(l);
-    }
-    int fd;
-    PyObject *addr;
-    if (!PyArg_ParseTuple(res, "iO", &fd, &addr)) {
-        Py_DECREF(res);
-        return -1;
-    }
-    Py_INCREF(addr);
-    Py_DECREF(res);
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        close(fd);
-        Py_DECREF(addr);
-        return 0;
-    }
-    /* SOCK_NONBLOCK in the type tells the socket object that the fd is
-       non-blocking (timeout 0); the object's type drops the flag. */
-    PyObject *conn = PyObject_CallFunction(socket_type, "iiii", l->family,
-                                           l->type | SOCK_NONBLOCK, l->proto, fd);
-    if (conn == NULL) {
-        close(fd);
-        Py_DECREF(addr);
-        return accept_error(l) < 0 ? -1 : 0;
-    }
-    int rc;
-    if (l->sslcontext != Py_None) {
-        rc = call_helper("_accept_ssl", Py_BuildValue(
-            "(OOOO)", (PyObject *)l->loop, (PyObject *)l, conn, addr));
-    }
-    else {
-        rc = accept_plain(l, conn, addr);
-    }
-    Py_DECREF(conn);
-    Py_DECREF(addr);
-    return rc;
-}
-
-static int
-do_accept(FlListener *l)
-{
-    for (int i = 0; i < l->backlog && !l->stopped; i++) {
-        int r = accept_one(l);
-        if (r != 0) {
-            return r < 0 ? -1 : 0;
-        }
-    }
-    return 0;
-}
-
-static void
-accept_cb(struct ev_loop *ev, ev_io *w, int revents)
-{
-    FlListener *l = w->data;
-    FlLoop *loop = l->loop;
-    loop->io_events++;
-    if (PyErr_Occurred()) {
-        return;
-    }
-    Py_INCREF(l);
-    Py_INCREF(loop);
-    if (do_accept(l) < 0) {
-        if (!error_is_fatal()) {
-            PyObject *exc = fl_err_get_raised();
-            if (call_helper("_accept_error", Py_BuildValue(
-                    "(OOO)", (PyObject *)loop, (PyObject *)l, exc)) < 0) {
-                stash_fatal(loop);
-            }
-            Py_DECREF(exc);
-        }
-        else {
-            stash_fatal(loop);
-        }
-    }
-    Py_DECREF(loop);
-    Py_DECREF(l);
-}
-
-static PyObject *
-listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"loop", "sock", "protocol_factory", "sslcontext",
-                             "server", "backlog", "ssl_handshake_timeout",
-                             "ssl_shutdown_timeout", NULL};
-    PyObject *loop, *sock, *factory, *sslcontext = Py_None, *server = Py_None,
-             *hs = Py_None, *sh = Py_None;
-    int backlog = 100;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOiOO:Listener", kwlist,
-                                     &loop, &sock, &factory, &sslcontext,
-                                     &server, &backlog, &hs, &sh)) {
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(loop, loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
-        return NULL;
-    }
-    if (fl_loop_check_closed((FlLoop *)loop) < 0) {
-        return NULL;
-    }
-    PyObject *fdobj = call_method0(sock, str_fileno);
-    if (fdobj == NULL) {
-        return NULL;
-    }
-    long lfd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (lfd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    int fd = (int)lfd;
-    if (lfd < 0 || lfd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", lfd);
-        return NULL;
-    }
-    FlListener *l = (FlListener *)type->tp_alloc(type, 0);
-    if (l == NULL) {
-        return NULL;
-    }
-    l->loop = (FlLoop *)Py_NewRef(loop);
-    l->sock = Py_NewRef(sock);
-    l->factory = Py_NewRef(factory);
-    l->sslcontext = Py_NewRef(PyObject_IsTrue(sslcontext) == 1 ? sslcontext : Py_None);
-    PyErr_Clear();
-    l->server = Py_NewRef(server);
-    l->hs_timeout = Py_NewRef(hs);
-    l->sh_timeout = Py_NewRef(sh);
-    l->backlog = backlog > 0 ? backlog : 1;
-    l->stopped = 1;
-    l->accept = PyObject_GetAttr(sock, str_accept);
-    l->context = PyContext_CopyCurrent();
-    socklen_t len = sizeof(int);
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &l->family, &len) < 0
-            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &l->type, &len)) < 0
-            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &l->proto, &len)) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(l);
-        return NULL;
-    }
-    if (l->accept == NULL || l->context == NULL) {
-        Py_DECREF(l);
-        return NULL;
-    }
-    ev_io_init(&l->w, accept_cb, fd, EV_READ);
-    l->w.data = l;
-    return (PyObject *)l;
-}
-
-static PyObject *
-listener_start(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    if (fl_loop_check_closed(l->loop) < 0) {
-        return NULL;
-    }
-    l->stopped = 0;
-    if (!ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
-    }
-    Py_RETURN_NONE;
-}
-
-/* Stops accepting; `paused` only until _resume() (EMFILE backoff). */
-static PyObject *
-listener_pause(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    listener_stop_watch(l);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_resume(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    if (!l->stopped && l->loop->ev != NULL && !ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_stop(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    l->stopped = 1;
-    listener_stop_watch(l);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_get_attr(FlListener *l, void *closure)
-{
-    PyObject *v = *(PyObject **)((char *)l + (size_t)closure);
-    return Py_NewRef(v ? v : Py_None);
-}
-
-static int
-listener_traverse(FlListener *l, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(l));
-    Py_VISIT(l->loop);
-    Py_VISIT(l->sock);
-    Py_VISIT(l->accept);
-    Py_VISIT(l->factory);
-    Py_VISIT(l->sslcontext);
-    Py_VISIT(l->server);
-    Py_VISIT(l->hs_timeout);
-    Py_VISIT(l->sh_timeout);
-    Py_VISIT(l->context);
-    return 0;
-}
-
-static int
-listener_clear(FlListener *l)
-{
-    l->stopped = 1;
-    listener_stop_watch(l);
-    Py_CLEAR(l->sock);
-    Py_CLEAR(l->accept);
-    Py_CLEAR(l->factory);
-    Py_CLEAR(l->sslcontext);
-    Py_CLEAR(l->server);
-    Py_CLEAR(l->hs_timeout);
-    Py_CLEAR(l->sh_timeout);
-    Py_CLEAR(l->context);
-    return 0;
-}
-
-static void
-listener_dealloc(FlListener *l)
-{
-    PyTypeObject *tp = Py_TYPE(l);
-    PyObject_GC_UnTrack(l);
-    listener_clear(l);
-    Py_CLEAR(l->loop);
-    tp->tp_free(l);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef listener_methods[] = {
-    {"start", (PyCFunction)listener_start, METH_NOARGS, NULL},
-    {"stop", (PyCFunction)listener_stop, METH_NOARGS, NULL},
-    {"_pause", (PyCFunction)listener_pause, METH_NOARGS, NULL},
-    {"_resume", (PyCFunction)listener_resume, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-#define LGET(name, field) \
-    {name, (getter)listener_get_attr, NULL, NULL, (void *)offsetof(FlListener, field)}
-
-static PyGetSetDef listener_getset[] = {
-    LGET("sock", sock),
-    LGET("protocol_factory", factory),
-    LGET("sslcontext", sslcontext),
-    LGET("server", server),
-    LGET("ssl_handshake_timeout", hs_timeout),
-    LGET("ssl_shutdown_timeout", sh_timeout),
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot listener_slots[] = {
-    {Py_tp_new, listener_tp_new},
-    {Py_tp_dealloc, listener_dealloc},
-    {Py_tp_traverse, listener_traverse},
-    {Py_tp_clear, listener_clear},
-    {Py_tp_methods, listener_methods},
-    {Py_tp_getset, listener_getset},
-    {0, NULL},
-};
-
-static PyType_Spec listener_spec = {
-    .name = "fastloop.Listener",
-    .basicsize = sizeof(FlListener),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .slots = listener_slots,
-};
 
 /* ---- module init ---- */
 
@@ -2342,13 +1882,10 @@ intern_all(void)
         {&str_connection_lost, "connection_lost"},
         {&str_pause_writing, "pause_writing"},
         {&str_resume_writing, "resume_writing"},
-        {&str_close, "close"},
-        {&str_fileno, "fileno"},
         {&str_attach, "_attach"},
         {&str_detach, "_detach"},
         {&str_getsockname, "getsockname"},
         {&str_getpeername, "getpeername"},
-        {&str_accept, "_accept"},
         {&str_fl_transports, "_fl_transports"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -2360,18 +1897,6 @@ intern_all(void)
     return 0;
 }
 
-static PyObject *
-import_attr(const char *module, const char *name)
-{
-    PyObject *m = PyImport_ImportModule(module);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyObject_GetAttrString(m, name);
-    Py_DECREF(m);
-    return v;
-}
-
 int
 fl_stream_module_init(PyObject *module, fl_state *st)
 {
@@ -2379,7 +1904,7 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     if (intern_all() < 0) {
         return -1;
     }
-    PyObject *base = import_attr("asyncio.transports", "_FlowControlMixin");
+    PyObject *base = fl_transport_import_attr("asyncio.transports", "_FlowControlMixin");
     if (base == NULL) {
         return -1;
     }
@@ -2405,21 +1930,12 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     if (PyModule_AddObjectRef(module, "StreamTransport", t) < 0) {
         return -1;
     }
-    t = PyType_FromModuleAndSpec(module, &listener_spec, NULL);
-    if (t == NULL) {
-        return -1;
-    }
-    listener_type = (PyTypeObject *)t;
-    if (PyModule_AddObjectRef(module, "Listener", t) < 0) {
-        return -1;
-    }
-    buffered_protocol_type = import_attr("asyncio.protocols", "BufferedProtocol");
-    transport_socket_type = import_attr("asyncio.trsock", "TransportSocket");
-    set_result_unless_cancelled = import_attr("asyncio.futures",
+    buffered_protocol_type = fl_transport_import_attr("asyncio.protocols", "BufferedProtocol");
+    transport_socket_type = fl_transport_import_attr("asyncio.trsock", "TransportSocket");
+    set_result_unless_cancelled = fl_transport_import_attr("asyncio.futures",
                                               "_set_result_unless_cancelled");
-    socket_type = import_attr("socket", "socket");
     if (buffered_protocol_type == NULL || transport_socket_type == NULL
-            || set_result_unless_cancelled == NULL || socket_type == NULL) {
+            || set_result_unless_cancelled == NULL) {
         return -1;
     }
     return 0;
