@@ -137,15 +137,6 @@ def _report_callback_error(loop, message, exc, transport, protocol):
     })
 
 
-def _report_fatal_error(loop, transport, protocol, message, exc):
-    """The report half of asyncio's _fatal_error."""
-    if isinstance(exc, OSError):
-        if loop.get_debug():
-            logger.debug("%r: %s", transport, message, exc_info=exc)
-    else:
-        _report_callback_error(loop, message, exc, transport, protocol)
-
-
 def _report_read_pipe_fatal_error(loop, transport, protocol, message, exc):
     """_UnixReadPipeTransport._fatal_error's report: only EIO (a pty whose
     other side closed) is quiet."""
@@ -158,10 +149,6 @@ def _report_read_pipe_fatal_error(loop, transport, protocol, message, exc):
 
 def _log_debug(fmt, obj):
     logger.debug(fmt, obj)
-
-
-def _log_warning(message):
-    logger.warning(message)
 
 
 def _accept_error(loop, listener, exc):

@@ -217,18 +217,12 @@ listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (fl_loop_check_closed((FlLoop *)loop) < 0) {
         return NULL;
     }
-    PyObject *fdobj = fl_call_method0(sock, fl_str_fileno);
-    if (fdobj == NULL) {
+    int fd = fl_transport_sock_fd(sock);
+    if (fd < 0) {
         return NULL;
     }
-    long lfd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (lfd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    int fd = (int)lfd;
-    if (lfd < 0 || lfd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", lfd);
+    if (fcntl(fd, F_GETFD) < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
         return NULL;
     }
     FlListener *l = (FlListener *)type->tp_alloc(type, 0);
