@@ -95,16 +95,12 @@ fl_transport_watch_stop(fl_transport *t, ev_io *w)
 
 /* ---- running protocol callbacks ---- */
 
-/* fn(self, arg) in `context`: fn's result, or -1 with the error set if
-   the context could not be switched. */
+/* Leaves `context`, entered with PyContext_Enter(), keeping the error of a
+   failed call (rc < 0). Returns rc, or -1 if the context could not be
+   left. */
 static inline int
-fl_transport_call_in_context(PyObject *self, PyObject *context,
-                             int (*fn)(PyObject *, PyObject *), PyObject *arg)
+fl_transport_exit_context(PyObject *context, int rc)
 {
-    if (PyContext_Enter(context) < 0) {
-        return -1;
-    }
-    int rc = fn(self, arg);
     PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
     if (PyContext_Exit(context) < 0) {
         Py_XDECREF(pending);
@@ -114,6 +110,18 @@ fl_transport_call_in_context(PyObject *self, PyObject *context,
         fl_err_set_raised(pending);
     }
     return rc;
+}
+
+/* fn(self, arg) in `context`: fn's result, or -1 with the error set if
+   the context could not be switched. */
+static inline int
+fl_transport_call_in_context(PyObject *self, PyObject *context,
+                             int (*fn)(PyObject *, PyObject *), PyObject *arg)
+{
+    if (PyContext_Enter(context) < 0) {
+        return -1;
+    }
+    return fl_transport_exit_context(context, fn(self, arg));
 }
 
 /* ---- errors ---- */

@@ -128,8 +128,9 @@ release_self(FlUdpTransport *self)
 
 /* A protocol callback raised (error set): what must stop the loop stays
    set (-1); the rest goes to the exception handler, as asyncio's Handle
-   would report it. */
-static int
+   would report it. Never inlined: its message buffer would keep read_one()
+   from being inlined into the read path. */
+static Py_NO_INLINE int
 callback_failed(FlUdpTransport *self, const char *what)
 {
     char message[256];
@@ -632,21 +633,6 @@ read_one(FlUdpTransport *self)
 
 /* asyncio's _read_ready(), for up to UDP_READS_PER_EVENT datagrams. */
 static int
-read_ready(PyObject *op, PyObject *Py_UNUSED(arg))
-{
-    FlUdpTransport *self = (FlUdpTransport *)op;
-    /* Closing or pausing from a callback stops the watcher. */
-    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->tr.rio)
-                    && self->tr.protocol != NULL; i++) {
-        int r = read_one(self);
-        if (r <= 0) {
-            return r < 0 ? -1 : 0;
-        }
-    }
-    return 0;
-}
-
-static int
 read_entry(FlLoop *loop, fl_ready_item *item)
 {
     FlUdpTransport *self = (FlUdpTransport *)item->arg;
@@ -654,8 +640,19 @@ read_entry(FlLoop *loop, fl_ready_item *item)
     if (!ev_is_active(&self->tr.rio)) {
         return 0;   /* paused or closed since the poll */
     }
-    return fl_transport_call_in_context((PyObject *)self, self->tr.context,
-                                        read_ready, NULL);
+    if (PyContext_Enter(self->tr.context) < 0) {
+        return -1;
+    }
+    int r = 0;
+    /* Closing or pausing from a callback stops the watcher. */
+    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->tr.rio)
+                    && self->tr.protocol != NULL; i++) {
+        r = read_one(self);
+        if (r <= 0) {
+            break;
+        }
+    }
+    return fl_transport_exit_context(self->tr.context, r < 0 ? -1 : 0);
 }
 
 static void
