@@ -5,7 +5,7 @@
 
 Groups for --only (names of single workloads work too, mixed freely):
     core   the default: callbacks, timers, tasks, futures, task memory
-    net    the network suite, about a minute more: the echo group and
+    net    the network suite, about five minutes more: the echo group and
            idle_conns; run it with `--only net`, or everything with `--only all`
     echo   echo servers in four styles (protocol, buffered, streams, sock) and
            three message sizes (1, 10, 100 KiB) over 10 connections, driven

@@ -29,10 +29,12 @@ from benchmarks.load_client import ClientProcess
 
 CONNS = 10
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
-# Requests per run (all connections together), sized so that asyncio's
-# loop needs about half a second on an idle machine: each echo run is short,
-# the suite about a minute.
-REQUESTS = {"1k": 15_000, "10k": 10_000, "100k": 2_000}
+# Requests per run (all connections together), sized so that fastloop's
+# server runs about a second on an idle machine (asyncio's two to four). The
+# kernel splits CPU time into user and system by sampling at each tick
+# (4 ms at HZ=250), so a short run would leave the user figure, a tenth of
+# the whole here, resting on a handful of samples.
+REQUESTS = {"1k": 100_000, "10k": 60_000, "100k": 12_000}
 # Requests/s below which a run stops early, at N / FLOOR_RATE seconds.
 FLOOR_RATE = {"1k": 20_000, "10k": 15_000, "100k": 3_000}
 IDLE_CONNS = 10_000

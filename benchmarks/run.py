@@ -5,7 +5,7 @@
 
 --only takes workload names and group names: "core" (the default: loop,
 timer and task workloads), "net" (the network suite: echo servers in four
-styles and three message sizes, and 10,000 idle connections; about a minute
+styles and three message sizes, and 10,000 idle connections; about five minutes
 more), "proc" (subprocesses: spawning `true` and 100 MiB through `cat`),
 "echo" (the echo servers only) and "all". So `--only net` runs the
 network suite, `--only all` everything, `--only core,idle_conns` mixes.

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <structmember.h>
@@ -65,6 +66,8 @@ typedef struct {
     Py_ssize_t wq_head, wq_count, wq_cap;
     char kind;                  /* KIND_SOCKET or a pipe */
     char watch_peer;            /* write pipe: rio tells the reader left */
+    char pipe_sized;            /* pipe: grow_pipe_for_bulk() already ran */
+    char direct_reads;          /* the last read was big: see read_into_bytes() */
     char buffered;              /* the protocol is a BufferedProtocol */
     char eof, made, lost;
 } FlStream;
@@ -113,6 +116,28 @@ write_error_message(FlStream *s)
                                   : "Fatal write error on pipe transport";
 }
 
+/* ---- pipe capacity ---- */
+
+/* Linux pipes hold 64 KiB by default, so bulk data through a pipe (a child's
+   stdin or stdout, say) costs a wakeup and two context switches per 64 KiB.
+   Once a pipe shows it carries bulk data (a write that leaves a pipe's worth
+   queued, or a read that drains a full default pipe) we ask the kernel for a
+   bigger buffer, once per transport. The kernel refuses an unprivileged user
+   past fs.pipe-user-pages-soft (EPERM), and then the pipe simply stays as it
+   is; ptys and character devices refuse it too. Only ever grows a pipe. */
+#define PIPE_DEFAULT_CAPACITY (64 * 1024)
+#define PIPE_BULK_CAPACITY (1024 * 1024)
+
+static void
+grow_pipe_for_bulk(FlStream *s)
+{
+    s->pipe_sized = 1;
+    int now = fcntl(s->tr.fd, F_GETPIPE_SZ);
+    if (now >= 0 && now < PIPE_BULK_CAPACITY) {
+        (void)fcntl(s->tr.fd, F_SETPIPE_SZ, PIPE_BULK_CAPACITY);
+    }
+}
+
 static ssize_t
 io_read(FlStream *s, char *buf, size_t len)
 {
@@ -121,6 +146,9 @@ io_read(FlStream *s, char *buf, size_t len)
         n = s->kind == KIND_SOCKET ? recv(s->tr.fd, buf, len, 0)
                                    : read(s->tr.fd, buf, len);
     } while (n < 0 && errno == EINTR);
+    if (n >= PIPE_DEFAULT_CAPACITY && s->kind == KIND_READ_PIPE && !s->pipe_sized) {
+        grow_pipe_for_bulk(s);
+    }
     return n;
 }
 
@@ -152,6 +180,10 @@ wq_clear(FlStream *s)
 static int
 wq_append(FlStream *s, PyObject *data, const char *ptr, Py_ssize_t len)
 {
+    if (s->kind == KIND_WRITE_PIPE && !s->pipe_sized
+            && s->tr.write_size + len >= PIPE_DEFAULT_CAPACITY) {
+        grow_pipe_for_bulk(s);
+    }
     if (s->wq_head + s->wq_count == s->wq_cap) {
         if (s->wq_head > 0) {
             memmove(s->wq, s->wq + s->wq_head, s->wq_count * sizeof(wchunk));
@@ -432,12 +464,66 @@ protocol_failed(PyObject *self, const char *message)
     return fl_transport_callback_failed(self, message);
 }
 
+/* One read for a Protocol: the bytes object handed to data_received().
+   Small reads land in read_buf and are copied out. Once reads run large
+   (bulk transfer), FIONREAD tells how much is waiting and the read goes
+   straight into a bytes object of that size: a syscall costs less than
+   copying tens of KiB again. (A bigger guess trimmed afterwards would make
+   glibc mmap and munmap every buffer past its 128 KiB threshold.)
+   Returns NULL with *n set (0 for EOF, -1 with errno) when there is no data;
+   NULL with *n 1 means a Python error. */
+#define DIRECT_READ_THRESHOLD (16 * 1024)
+
+static PyObject *
+read_into_bytes(FlStream *s, ssize_t *n)
+{
+    int waiting = 0;
+    if (!s->direct_reads || ioctl(s->tr.fd, FIONREAD, &waiting) < 0
+            || waiting < DIRECT_READ_THRESHOLD) {
+        *n = io_read(s, read_buf, sizeof(read_buf));
+        if (*n <= 0) {
+            return NULL;
+        }
+        s->direct_reads = *n >= DIRECT_READ_THRESHOLD;
+        PyObject *data = PyBytes_FromStringAndSize(read_buf, *n);
+        if (data == NULL) {
+            *n = 1;
+        }
+        return data;
+    }
+    Py_ssize_t size = waiting < READ_SIZE ? waiting : READ_SIZE;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        *n = 1;
+        return NULL;
+    }
+    *n = io_read(s, PyBytes_AS_STRING(data), (size_t)size);
+    if (*n <= 0) {
+        int saved = errno;
+        Py_DECREF(data);
+        errno = saved;
+        return NULL;
+    }
+    if (*n < size && _PyBytes_Resize(&data, *n) < 0) {
+        *n = 1;
+        return NULL;
+    }
+    return data;
+}
+
 static int
 read_data(PyObject *self)
 {
     FlStream *s = ST(self);
-    ssize_t n = io_read(s, read_buf, sizeof(read_buf));
-    if (n < 0) {
+    ssize_t n;
+    PyObject *data = read_into_bytes(s, &n);
+    if (data == NULL) {
+        if (n > 0) {
+            return read_failed(self, read_error_message(s));
+        }
+        if (n == 0) {
+            return on_eof(self);
+        }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return 0;
         }
@@ -445,13 +531,6 @@ read_data(PyObject *self)
         int rc = fatal_error(self, exc, read_error_message(s));
         Py_DECREF(exc);
         return rc;
-    }
-    if (n == 0) {
-        return on_eof(self);
-    }
-    PyObject *data = PyBytes_FromStringAndSize(read_buf, n);
-    if (data == NULL) {
-        return read_failed(self, read_error_message(s));
     }
     PyObject *r = fl_call_method1(s->tr.protocol, str_data_received, data);
     Py_DECREF(data);

@@ -330,3 +330,86 @@ def test_no_fd_leak(loop):
     before = open_fds()
     run(loop, main())
     assert open_fds() <= before
+
+
+# -- pipe capacity ------------------------------------------------------------
+# fastloop differs here on purpose: a pipe that carries bulk data is grown to
+# 1 MiB (F_SETPIPE_SZ), which saves a wakeup and two context switches per
+# 64 KiB; asyncio leaves every pipe at the kernel's default. The data seen by
+# either side is the same; only the capacity differs.
+
+F_GETPIPE_SZ = 1032
+
+
+def pipe_capacity(fd):
+    import fcntl
+    return fcntl.fcntl(fd, F_GETPIPE_SZ)
+
+
+def test_bulk_write_grows_pipe_small_write_does_not(loop, impl):
+    async def main():
+        small_r, small_w = os.pipe()
+        bulk_r, bulk_w = os.pipe()
+        default = pipe_capacity(small_w)
+        st, _ = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+                                              open(small_w, "wb", 0))
+        bt, _ = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+                                              open(bulk_w, "wb", 0))
+        st.write(b"x" * 1000)
+        payload = bytes(range(256)) * 4096     # 1 MiB: more than a pipe holds
+        bt.write(payload)
+        assert bt.get_write_buffer_size() > 0
+        small_capacity, bulk_capacity = pipe_capacity(small_r), pipe_capacity(bulk_r)
+        rt, rp = await loop.connect_read_pipe(lambda: Recorder(loop),
+                                              open(bulk_r, "rb", 0))
+        while len(rp.data) < len(payload):
+            rp.got.clear()
+            await rp.got.wait()
+        assert bytes(rp.data) == payload
+        st.close()
+        bt.close()
+        rt.close()
+        await rp.lost
+        os.close(small_r)
+        return default, small_capacity, bulk_capacity
+    default, small_capacity, bulk_capacity = run(loop, main())
+    assert small_capacity == default
+    if impl == "fastloop":
+        assert bulk_capacity == 1 << 20
+    else:
+        assert bulk_capacity == default
+
+
+def test_bulk_read_grows_pipe(loop, impl):
+    async def main():
+        r, w = os.pipe()
+        default = pipe_capacity(r)
+        os.write(w, b"y" * default)            # a full default pipe
+        rt, rp = await loop.connect_read_pipe(lambda: Recorder(loop),
+                                              open(r, "rb", 0))
+        while len(rp.data) < default:
+            rp.got.clear()
+            await rp.got.wait()
+        grown = pipe_capacity(w)
+        os.close(w)
+        assert await rp.lost is None
+        assert bytes(rp.data) == b"y" * default
+        return default, grown
+    default, grown = run(loop, main())
+    assert grown == (1 << 20 if impl == "fastloop" else default)
+
+
+def test_pipe_already_bigger_is_not_shrunk(loop):
+    async def main():
+        import fcntl
+        r, w = os.pipe()
+        fcntl.fcntl(w, F_GETPIPE_SZ - 1, 1 << 20)     # F_SETPIPE_SZ
+        tr, _ = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+                                              open(w, "wb", 0))
+        tr.write(b"z" * (3 << 20))
+        capacity = pipe_capacity(r)
+        tr.abort()
+        await asyncio.sleep(0)
+        os.close(r)
+        return capacity
+    assert run(loop, main()) == 1 << 20

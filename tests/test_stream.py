@@ -679,3 +679,30 @@ def test_transport_weakref_and_attributes(loop):
         srv.close()
         await srv.wait_closed()
     run(loop, main())
+
+
+def test_reads_small_big_small_keep_every_byte(loop):
+    # fastloop reads small messages through one shared buffer and, once reads
+    # run large, straight into the bytes object it hands out: every switch
+    # between the two must keep the bytes and their order, and each chunk
+    # must be a bytes object of its own (a protocol may keep it).
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        tr, pr = await loop.connect_accepted_socket(lambda: Recorder(loop), a)
+        chunks = []
+        pr.data_received = lambda data: chunks.append(data)
+        sizes = [100, 300_000, 10, 6000, 1 << 20, 5, 70_000, 1]
+        sent = bytearray()
+        for i, size in enumerate(sizes):
+            block = bytes([i]) * size
+            await loop.sock_sendall(b, block)
+            sent += block
+            while sum(map(len, chunks)) < len(sent):
+                await asyncio.sleep(0.001)
+        b.close()
+        await pr.lost
+        assert all(type(c) is bytes for c in chunks)
+        assert b"".join(chunks) == sent
+        return [len(c) for c in chunks]
+    run(loop, main())
