@@ -1,7 +1,7 @@
 """Connections, servers and TLS: the cold, per-connection orchestration.
 
-The per-event work lives in C (src/stream.c): `_core.StreamTransport` moves
-the bytes and `_core.Listener` accepts connections. What asyncio already
+The per-event work lives in C: `_core.StreamTransport` (src/stream.c) moves
+the bytes and `_core.Listener` (src/server.c) accepts connections. What asyncio already
 does well once per connection stays asyncio's own code: address
 resolution, happy eyeballs, socket options, the Server object and TLS
 (asyncio.sslproto.SSLProtocol stacked on our transport, as uvloop does).
@@ -137,15 +137,6 @@ def _report_callback_error(loop, message, exc, transport, protocol):
     })
 
 
-def _report_fatal_error(loop, transport, protocol, message, exc):
-    """The report half of asyncio's _fatal_error."""
-    if isinstance(exc, OSError):
-        if loop.get_debug():
-            logger.debug("%r: %s", transport, message, exc_info=exc)
-    else:
-        _report_callback_error(loop, message, exc, transport, protocol)
-
-
 def _report_read_pipe_fatal_error(loop, transport, protocol, message, exc):
     """_UnixReadPipeTransport._fatal_error's report: only EIO (a pty whose
     other side closed) is quiet."""
@@ -158,10 +149,6 @@ def _report_read_pipe_fatal_error(loop, transport, protocol, message, exc):
 
 def _log_debug(fmt, obj):
     logger.debug(fmt, obj)
-
-
-def _log_warning(message):
-    logger.warning(message)
 
 
 def _accept_error(loop, listener, exc):

@@ -11,6 +11,11 @@
 
 /* Py_NewRef / Py_XNewRef exist from 3.10 on. */
 
+/* Py_NO_INLINE arrived in 3.11. */
+#ifndef Py_NO_INLINE
+#define Py_NO_INLINE __attribute__((noinline))
+#endif
+
 #if PY_VERSION_HEX < 0x030D0000
 /* 3.13 added PyObject_GetOptionalAttr; before it, emulate with the 3.10 API. */
 static inline int

@@ -6,7 +6,9 @@
 #include "future.h"
 #include "task.h"
 #include "sock.h"
+#include "transport.h"
 #include "stream.h"
+#include "server.h"
 #include "udp.h"
 #include "process.h"
 
@@ -238,7 +240,9 @@ module_exec(PyObject *module)
             || add_loop_methods(st->loop_type) < 0
             || add_future_types(module, st) < 0
             || fl_sock_module_init(module) < 0
+            || fl_transport_module_init() < 0
             || fl_stream_module_init(module, st) < 0
+            || fl_server_module_init(module, st) < 0
             || fl_udp_module_init(module) < 0
             || fl_process_module_init(module) < 0) {
         return -1;

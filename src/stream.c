@@ -1,5 +1,4 @@
-/* StreamTransport: a socket stream transport on two libev watchers, and
-   Listener: a listening socket whose connections are accepted in C.
+/* StreamTransport: a socket stream transport on two libev watchers.
 
    Per-event work stays in C: the read watcher receives into one buffer and
    calls the protocol straight away (data_received, or get_buffer and
@@ -39,11 +38,10 @@
 #include "loop.h"
 #include "future.h"
 #include "fdowner.h"
+#include "transport.h"
 
 #define READ_SIZE (256 * 1024)          /* asyncio's max_size */
 #define MAX_IOV 64
-#define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
-#define DEFAULT_HIGH_WATER (64 * 1024)
 
 enum {
     KIND_SOCKET = 0,
@@ -58,50 +56,34 @@ typedef struct {
 } wchunk;
 
 typedef struct {
-    FlLoop *loop;
-    PyObject *sock;             /* socket.socket, or the pipe object for a
-                                   pipe; NULL once closed */
-    PyObject *protocol;
-    PyObject *context;
+    fl_transport tr;            /* first: what every transport has. Its sock
+                                   is the socket.socket, or the pipe object
+                                   for a pipe; write_size the bytes queued */
     PyObject *server;
-    PyObject *extra;
-    PyObject *waiter;           /* until connection_made ran */
     PyObject *empty_waiter;     /* sendfile's "buffer drained" future */
     PyObject *registry;         /* the loop's set of live transports */
-    PyObject *dict;
-    PyObject *weakreflist;
     wchunk *wq;                 /* write queue: wq[wq_head .. wq_head+wq_count) */
     Py_ssize_t wq_head, wq_count, wq_cap;
-    Py_ssize_t wsize;           /* bytes queued */
-    Py_ssize_t high_water, low_water;
-    Py_ssize_t conn_lost;
-    ev_io rio, wio;
-    int fd;
     char kind;                  /* KIND_SOCKET or a pipe */
     char watch_peer;            /* write pipe: rio tells the reader left */
     char pipe_sized;            /* pipe: grow_pipe_for_bulk() already ran */
     char direct_reads;          /* the last read was big: see read_into_bytes() */
     char buffered;              /* the protocol is a BufferedProtocol */
-    char closing, eof, paused, protocol_paused, made, lost;
+    char eof, made, lost;
 } FlStream;
 
 static Py_ssize_t stream_offset;
 #define ST(o) ((FlStream *)((char *)(o) + stream_offset))
 
 static PyTypeObject *stream_type;
-static PyTypeObject *listener_type;
 static PyTypeObject *loop_type;
 static PyObject *buffered_protocol_type;
 static PyObject *transport_socket_type;
 static PyObject *set_result_unless_cancelled;
-static PyObject *socket_type;
-static PyObject *helpers_module;
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
-    *str_eof_received, *str_connection_made, *str_connection_lost,
-    *str_pause_writing, *str_resume_writing, *str_close, *str_fileno,
-    *str_attach, *str_detach, *str_getsockname, *str_getpeername,
-    *str_accept, *str_fl_transports;
+    *str_eof_received, *str_connection_made, *str_attach, *str_detach,
+    *str_getsockname, *str_getpeername, *str_fl_transports;
 
 /* Data received for a Protocol goes through here and is copied into a new
    bytes object before any Python code runs: the GIL makes one buffer safe
@@ -110,115 +92,12 @@ static char read_buf[READ_SIZE];
 
 /* ---- small helpers ---- */
 
-/* fastloop._network: the cold-path reports written in Python. */
-static PyObject *
-helper(const char *name)
-{
-    if (helpers_module == NULL) {
-        helpers_module = PyImport_ImportModule("fastloop._network");
-        if (helpers_module == NULL) {
-            return NULL;
-        }
-    }
-    return PyObject_GetAttrString(helpers_module, name);
-}
-
-static int
-call_helper(const char *name, PyObject *args)
-{
-    if (args == NULL) {
-        return -1;
-    }
-    PyObject *fn = helper(name);
-    PyObject *r = fn ? PyObject_Call(fn, args, NULL) : NULL;
-    Py_XDECREF(fn);
-    Py_DECREF(args);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
-static int
-error_is_fatal(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit)
-        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-static int
-reraise_entry(FlLoop *loop, fl_ready_item *item)
-{
-    fl_err_set_raised(Py_NewRef(item->arg));
-    return -1;
-}
-
-/* A libev callback cannot return an error: SystemExit and KeyboardInterrupt
-   leave the loop from the ready queue instead, as asyncio lets them out of
-   the callback that raised them. */
-static void
-stash_fatal(FlLoop *loop)
-{
-    PyObject *exc = fl_err_get_raised();
-    if (exc == NULL) {
-        return;
-    }
-    if (fl_ready_push(&loop->ready, reraise_entry, exc) < 0) {
-        PyErr_WriteUnraisable(exc);
-    }
-    Py_DECREF(exc);
-}
-
-/* The current exception as an object, for a report; NULL if the error
-   must stop the loop (it stays set). */
-static PyObject *
-take_nonfatal(void)
-{
-    if (error_is_fatal()) {
-        return NULL;
-    }
-    return fl_err_get_raised();
-}
-
 static PyObject *
 errno_exception(int err)
 {
     errno = err;
     PyErr_SetFromErrno(PyExc_OSError);
     return fl_err_get_raised();
-}
-
-static void
-watch_start(FlStream *s, ev_io *w)
-{
-    if (s->loop->ev != NULL && !ev_is_active(w) && s->fd >= 0) {
-        ev_io_start(s->loop->ev, w);
-    }
-}
-
-static void
-watch_stop(FlStream *s, ev_io *w)
-{
-    if (s->loop != NULL && s->loop->ev != NULL && ev_is_active(w)) {
-        ev_io_stop(s->loop->ev, w);
-    }
-}
-
-static PyObject *
-call_method1(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
-}
-
-static PyObject *
-call_method0(PyObject *obj, PyObject *name)
-{
-    PyObject *args[1] = {obj};
-    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
 }
 
 /* ---- the syscalls: the socket-specific ones in one place ---- */
@@ -253,9 +132,9 @@ static void
 grow_pipe_for_bulk(FlStream *s)
 {
     s->pipe_sized = 1;
-    int now = fcntl(s->fd, F_GETPIPE_SZ);
+    int now = fcntl(s->tr.fd, F_GETPIPE_SZ);
     if (now >= 0 && now < PIPE_BULK_CAPACITY) {
-        (void)fcntl(s->fd, F_SETPIPE_SZ, PIPE_BULK_CAPACITY);
+        (void)fcntl(s->tr.fd, F_SETPIPE_SZ, PIPE_BULK_CAPACITY);
     }
 }
 
@@ -264,8 +143,8 @@ io_read(FlStream *s, char *buf, size_t len)
 {
     ssize_t n;
     do {
-        n = s->kind == KIND_SOCKET ? recv(s->fd, buf, len, 0)
-                                   : read(s->fd, buf, len);
+        n = s->kind == KIND_SOCKET ? recv(s->tr.fd, buf, len, 0)
+                                   : read(s->tr.fd, buf, len);
     } while (n < 0 && errno == EINTR);
     if (n >= PIPE_DEFAULT_CAPACITY && s->kind == KIND_READ_PIPE && !s->pipe_sized) {
         grow_pipe_for_bulk(s);
@@ -280,8 +159,8 @@ io_write(FlStream *s, const char *ptr, size_t len)
 {
     ssize_t n;
     do {
-        n = s->kind == KIND_SOCKET ? send(s->fd, ptr, len, MSG_NOSIGNAL)
-                                   : write(s->fd, ptr, len);
+        n = s->kind == KIND_SOCKET ? send(s->tr.fd, ptr, len, MSG_NOSIGNAL)
+                                   : write(s->tr.fd, ptr, len);
     } while (n < 0 && errno == EINTR);
     return n;
 }
@@ -295,14 +174,14 @@ wq_clear(FlStream *s)
         Py_DECREF(s->wq[s->wq_head + i].obj);
     }
     s->wq_head = s->wq_count = 0;
-    s->wsize = 0;
+    s->tr.write_size = 0;
 }
 
 static int
 wq_append(FlStream *s, PyObject *data, const char *ptr, Py_ssize_t len)
 {
     if (s->kind == KIND_WRITE_PIPE && !s->pipe_sized
-            && s->wsize + len >= PIPE_DEFAULT_CAPACITY) {
+            && s->tr.write_size + len >= PIPE_DEFAULT_CAPACITY) {
         grow_pipe_for_bulk(s);
     }
     if (s->wq_head + s->wq_count == s->wq_cap) {
@@ -338,14 +217,14 @@ wq_append(FlStream *s, PyObject *data, const char *ptr, Py_ssize_t len)
     c->obj = obj;
     c->ptr = ptr;
     c->len = len;
-    s->wsize += len;
+    s->tr.write_size += len;
     return 0;
 }
 
 static void
 wq_consume(FlStream *s, Py_ssize_t n)
 {
-    s->wsize -= n;
+    s->tr.write_size -= n;
     while (n > 0 && s->wq_count > 0) {
         wchunk *c = &s->wq[s->wq_head];
         if (n < c->len) {
@@ -378,7 +257,7 @@ wq_send(FlStream *s)
     ssize_t r;
     if (s->kind != KIND_SOCKET) {
         do {
-            r = writev(s->fd, iov, n);
+            r = writev(s->tr.fd, iov, n);
         } while (r < 0 && errno == EINTR);
         return r;
     }
@@ -386,99 +265,17 @@ wq_send(FlStream *s)
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
     do {
-        r = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        r = sendmsg(s->tr.fd, &msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
     return r;
 }
 
-/* ---- protocol notifications ---- */
-
-static int
-report_callback_error(PyObject *self, const char *message, PyObject *exc)
-{
-    FlStream *s = ST(self);
-    return call_helper("_report_callback_error", Py_BuildValue(
-        "(OsOOO)", (PyObject *)s->loop, message, exc, self,
-        s->protocol ? s->protocol : Py_None));
-}
-
-/* Calls protocol.<name>() for flow control; errors go to the loop's
-   exception handler, as _FlowControlMixin does. */
-static int
-notify_flow(PyObject *self, PyObject *name, const char *message)
-{
-    FlStream *s = ST(self);
-    if (s->protocol == NULL) {
-        return 0;
-    }
-    PyObject *r = call_method0(s->protocol, name);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return 0;
-    }
-    PyObject *exc = take_nonfatal();
-    if (exc == NULL) {
-        return -1;
-    }
-    int rc = report_callback_error(self, message, exc);
-    Py_DECREF(exc);
-    return rc;
-}
-
-static int
-maybe_pause_protocol(PyObject *self)
-{
-    FlStream *s = ST(self);
-    if (s->wsize <= s->high_water || s->protocol_paused) {
-        return 0;
-    }
-    s->protocol_paused = 1;
-    return notify_flow(self, str_pause_writing, "protocol.pause_writing() failed");
-}
-
-static int
-maybe_resume_protocol(PyObject *self)
-{
-    FlStream *s = ST(self);
-    if (!s->protocol_paused || s->wsize > s->low_water) {
-        return 0;
-    }
-    s->protocol_paused = 0;
-    return notify_flow(self, str_resume_writing, "protocol.resume_writing() failed");
-}
-
 /* ---- closing ---- */
 
-static int lost_entry(FlLoop *loop, fl_ready_item *item);
-
-static int
-schedule_connection_lost(PyObject *self, PyObject *exc)
+static void
+clear_write_buffer(PyObject *self)
 {
-    FlStream *s = ST(self);
-    if (fl_loop_check_closed(s->loop) < 0) {
-        return -1;
-    }
-    return fl_ready_push_callback(&s->loop->ready, lost_entry, self,
-                                  exc ? exc : Py_None, NULL);
-}
-
-static int
-force_close(PyObject *self, PyObject *exc)
-{
-    FlStream *s = ST(self);
-    if (s->conn_lost) {
-        return 0;
-    }
-    if (s->wsize) {
-        wq_clear(s);
-        watch_stop(s, &s->wio);
-    }
-    if (!s->closing) {
-        s->closing = 1;
-        watch_stop(s, &s->rio);
-    }
-    s->conn_lost++;
-    return schedule_connection_lost(self, exc);
+    wq_clear(ST(self));
 }
 
 /* asyncio's _fatal_error: report (OSErrors only in debug mode) and abort.
@@ -487,16 +284,17 @@ static int
 fatal_error(PyObject *self, PyObject *exc, const char *message)
 {
     FlStream *s = ST(self);
+    if (s->kind != KIND_READ_PIPE) {
+        return fl_transport_fatal_error(self, exc, message);
+    }
     /* A read pipe reports every OSError but EIO (a pty whose other side
-       closed); the others only log OSErrors in debug mode. */
-    const char *report = s->kind == KIND_READ_PIPE ? "_report_read_pipe_fatal_error"
-                                                   : "_report_fatal_error";
-    if (call_helper(report, Py_BuildValue(
-            "(OOOsO)", (PyObject *)s->loop, self,
-            s->protocol ? s->protocol : Py_None, message, exc)) < 0) {
+       closed). */
+    if (fl_transport_call_helper("_report_read_pipe_fatal_error", Py_BuildValue(
+            "(OOOsO)", (PyObject *)s->tr.loop, self,
+            s->tr.protocol ? s->tr.protocol : Py_None, message, exc)) < 0) {
         return -1;
     }
-    return force_close(self, exc);
+    return fl_transport_force_close(self, exc);
 }
 
 /* The end of a transport: connection_lost(exc) once, then the socket. */
@@ -509,48 +307,31 @@ call_connection_lost(PyObject *self, PyObject *exc)
         return 0;
     }
     s->lost = 1;
-    if (s->protocol != NULL) {
-        PyObject *r = call_method1(s->protocol, str_connection_lost, exc);
+    if (s->tr.protocol != NULL) {
+        PyObject *r = fl_call_method1(s->tr.protocol, fl_str_connection_lost, exc);
         if (r != NULL) {
             Py_DECREF(r);
         }
         else {
-            PyObject *e = take_nonfatal();
-            if (e == NULL) {
-                rc = -1;
-            }
-            else {
-                rc = report_callback_error(
-                    self, "Exception in callback transport._call_connection_lost()", e);
-                Py_DECREF(e);
-            }
+            rc = fl_transport_callback_failed(
+                self, "Exception in callback transport._call_connection_lost()");
         }
     }
     /* Keep a fatal error while we release the rest. */
     PyObject *pending = PyErr_Occurred() ? fl_err_get_raised() : NULL;
-    watch_stop(s, &s->rio);
-    watch_stop(s, &s->wio);
     wq_clear(s);
-    if (s->sock != NULL) {
-        PyObject *sock = s->sock;
-        fl_fdowner_discard(s->loop, s->fd, self);
-        s->sock = NULL;
-        s->fd = -1;
-        PyObject *r = call_method0(sock, str_close);
-        Py_XDECREF(r);
-        if (r == NULL) {
-            PyErr_WriteUnraisable(sock);
-        }
-        Py_DECREF(sock);
+    if (fl_transport_close_sock(self) < 0) {
+        PyErr_WriteUnraisable(self);
     }
-    Py_CLEAR(s->protocol);
+    s->tr.fd = -1;
+    Py_CLEAR(s->tr.protocol);
     PyObject *server = s->server;
     s->server = NULL;
     if (server != NULL) {
 #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *r = call_method1(server, str_detach, self);
+        PyObject *r = fl_call_method1(server, str_detach, self);
 #else
-        PyObject *r = call_method0(server, str_detach);
+        PyObject *r = fl_call_method0(server, str_detach);
 #endif
         Py_XDECREF(r);
         if (r == NULL) {
@@ -583,23 +364,14 @@ call_connection_lost(PyObject *self, PyObject *exc)
 static int
 lost_entry(FlLoop *loop, fl_ready_item *item)
 {
-    PyObject *self = item->arg;
-    FlStream *s = ST(self);
-    PyObject *exc = item->callback;
-    if (PyContext_Enter(s->context) < 0) {
-        return -1;
-    }
-    int rc = call_connection_lost(self, exc);
-    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
-    if (PyContext_Exit(s->context) < 0) {
-        Py_XDECREF(pending);
-        return -1;
-    }
-    if (pending != NULL) {
-        fl_err_set_raised(pending);
-    }
-    return rc;
+    return fl_transport_call_in_context(item->arg, ST(item->arg)->tr.context,
+                                        call_connection_lost, item->callback);
 }
+
+const fl_transport_impl fl_stream_transport_impl = {
+    .clear_write_buffer = clear_write_buffer,
+    .lost_entry = lost_entry,
+};
 
 /* ---- reading ---- */
 
@@ -609,27 +381,19 @@ static int
 on_pipe_eof(PyObject *self)
 {
     FlStream *s = ST(self);
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->tr.loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r was closed by peer", self)) < 0) {
         return -1;
     }
-    s->closing = 1;
-    watch_stop(s, &s->rio);
-    PyObject *r = call_method0(s->protocol, str_eof_received);
-    if (r == NULL) {
-        PyObject *exc = take_nonfatal();
-        if (exc == NULL) {
-            return -1;
-        }
-        int rc = report_callback_error(
-            self, "Exception in callback protocol.eof_received()", exc);
-        Py_DECREF(exc);
-        if (rc < 0) {
-            return -1;
-        }
+    s->tr.closing = 1;
+    fl_transport_watch_stop(&s->tr, &s->tr.rio);
+    PyObject *r = fl_call_method0(s->tr.protocol, str_eof_received);
+    if (r == NULL && fl_transport_callback_failed(
+            self, "Exception in callback protocol.eof_received()") < 0) {
+        return -1;
     }
     Py_XDECREF(r);
-    return schedule_connection_lost(self, NULL);
+    return fl_transport_schedule_connection_lost(self, NULL);
 }
 
 static int
@@ -639,13 +403,13 @@ on_eof(PyObject *self)
     if (s->kind != KIND_SOCKET) {
         return on_pipe_eof(self);
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->tr.loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r received EOF", self)) < 0) {
         return -1;
     }
-    PyObject *r = call_method0(s->protocol, str_eof_received);
+    PyObject *r = fl_call_method0(s->tr.protocol, str_eof_received);
     if (r == NULL) {
-        PyObject *exc = take_nonfatal();
+        PyObject *exc = fl_transport_take_nonfatal();
         if (exc == NULL) {
             return -1;
         }
@@ -661,16 +425,16 @@ on_eof(PyObject *self)
     }
     if (keep_open) {
         /* The protocol may still write; there is nothing more to read. */
-        watch_stop(s, &s->rio);
+        fl_transport_watch_stop(&s->tr, &s->tr.rio);
         return 0;
     }
-    if (!s->closing) {
-        s->closing = 1;
-        watch_stop(s, &s->rio);
-        if (s->wsize == 0) {
-            s->conn_lost++;
-            watch_stop(s, &s->wio);
-            return schedule_connection_lost(self, NULL);
+    if (!s->tr.closing) {
+        s->tr.closing = 1;
+        fl_transport_watch_stop(&s->tr, &s->tr.rio);
+        if (s->tr.write_size == 0) {
+            s->tr.conn_lost++;
+            fl_transport_watch_stop(&s->tr, &s->tr.wio);
+            return fl_transport_schedule_connection_lost(self, NULL);
         }
     }
     return 0;
@@ -680,7 +444,7 @@ on_eof(PyObject *self)
 static int
 read_failed(PyObject *self, const char *message)
 {
-    PyObject *exc = take_nonfatal();
+    PyObject *exc = fl_transport_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -697,13 +461,7 @@ protocol_failed(PyObject *self, const char *message)
     if (ST(self)->kind == KIND_SOCKET) {
         return read_failed(self, message);
     }
-    PyObject *exc = take_nonfatal();
-    if (exc == NULL) {
-        return -1;
-    }
-    int rc = report_callback_error(self, message, exc);
-    Py_DECREF(exc);
-    return rc;
+    return fl_transport_callback_failed(self, message);
 }
 
 /* One read for a Protocol: the bytes object handed to data_received().
@@ -720,7 +478,7 @@ static PyObject *
 read_into_bytes(FlStream *s, ssize_t *n)
 {
     int waiting = 0;
-    if (!s->direct_reads || ioctl(s->fd, FIONREAD, &waiting) < 0
+    if (!s->direct_reads || ioctl(s->tr.fd, FIONREAD, &waiting) < 0
             || waiting < DIRECT_READ_THRESHOLD) {
         *n = io_read(s, read_buf, sizeof(read_buf));
         if (*n <= 0) {
@@ -774,7 +532,7 @@ read_data(PyObject *self)
         Py_DECREF(exc);
         return rc;
     }
-    PyObject *r = call_method1(s->protocol, str_data_received, data);
+    PyObject *r = fl_call_method1(s->tr.protocol, str_data_received, data);
     Py_DECREF(data);
     if (r == NULL) {
         return protocol_failed(self, "Fatal error: protocol.data_received() call failed.");
@@ -791,7 +549,7 @@ read_buffered(PyObject *self)
     if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL) {
         return -1;
     }
-    PyObject *buf = call_method1(s->protocol, str_get_buffer, minus_one);
+    PyObject *buf = fl_call_method1(s->tr.protocol, str_get_buffer, minus_one);
     Py_buffer view;
     if (buf == NULL) {
         return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
@@ -825,7 +583,7 @@ read_buffered(PyObject *self)
     if (nbytes == NULL) {
         return -1;
     }
-    PyObject *res = call_method1(s->protocol, str_buffer_updated, nbytes);
+    PyObject *res = fl_call_method1(s->tr.protocol, str_buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
         return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -836,35 +594,24 @@ read_buffered(PyObject *self)
 
 /* Runs fn(self) in the transport's context from a libev callback. */
 static void
-run_in_context(PyObject *self, int (*fn)(PyObject *))
+run_in_context(PyObject *self, int (*fn)(PyObject *, PyObject *))
 {
     FlStream *s = ST(self);
-    FlLoop *loop = s->loop;
+    FlLoop *loop = s->tr.loop;
     Py_INCREF(self);
     Py_INCREF(loop);
-    if (PyContext_Enter(s->context) < 0) {
-        PyErr_WriteUnraisable(self);
-        goto done;
+    if (fl_transport_call_in_context(self, s->tr.context, fn, NULL) < 0) {
+        fl_transport_stash_fatal(loop);
     }
-    int rc = fn(self);
-    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
-    if (PyContext_Exit(s->context) < 0) {
-        PyErr_WriteUnraisable(self);
-    }
-    if (pending != NULL) {
-        fl_err_set_raised(pending);
-        stash_fatal(loop);
-    }
-done:
     Py_DECREF(loop);
     Py_DECREF(self);
 }
 
 static int
-do_read(PyObject *self)
+do_read(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     FlStream *s = ST(self);
-    if (s->conn_lost || s->protocol == NULL) {
+    if (s->tr.conn_lost || s->tr.protocol == NULL) {
         return 0;
     }
     return s->buffered ? read_buffered(self) : read_data(self);
@@ -874,7 +621,7 @@ static void
 read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     PyObject *self = w->data;
-    ST(self)->loop->io_events++;
+    ST(self)->tr.loop->io_events++;
     if (PyErr_Occurred()) {
         return;     /* an earlier callback failed; the run loop raises it */
     }
@@ -884,25 +631,25 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
 /* A write pipe's fd turns readable (EPOLLERR/EPOLLHUP) when the reading
    end is closed: abort, with BrokenPipeError if data was still queued. */
 static int
-do_peer_closed(PyObject *self)
+do_peer_closed(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     FlStream *s = ST(self);
-    if (s->conn_lost || s->lost) {
-        watch_stop(s, &s->rio);
+    if (s->tr.conn_lost || s->lost) {
+        fl_transport_watch_stop(&s->tr, &s->tr.rio);
         return 0;
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->tr.loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r was closed by peer", self)) < 0) {
         return -1;
     }
-    if (s->wsize == 0) {
-        return force_close(self, NULL);
+    if (s->tr.write_size == 0) {
+        return fl_transport_force_close(self, NULL);
     }
     PyObject *exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
     if (exc == NULL) {
         return -1;
     }
-    int rc = force_close(self, exc);
+    int rc = fl_transport_force_close(self, exc);
     Py_DECREF(exc);
     return rc;
 }
@@ -911,7 +658,7 @@ static void
 peer_closed_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     PyObject *self = w->data;
-    ST(self)->loop->io_events++;
+    ST(self)->tr.loop->io_events++;
     if (PyErr_Occurred()) {
         return;
     }
@@ -921,11 +668,11 @@ peer_closed_cb(struct ev_loop *ev, ev_io *w, int revents)
 /* ---- writing ---- */
 
 static int
-do_write_ready(PyObject *self)
+do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     FlStream *s = ST(self);
-    if (s->conn_lost || s->wsize == 0) {
-        watch_stop(s, &s->wio);
+    if (s->tr.conn_lost || s->tr.write_size == 0) {
+        fl_transport_watch_stop(&s->tr, &s->tr.wio);
         return 0;
     }
     ssize_t n = wq_send(s);
@@ -934,7 +681,7 @@ do_write_ready(PyObject *self)
             return 0;
         }
         PyObject *exc = errno_exception(errno);
-        watch_stop(s, &s->wio);
+        fl_transport_watch_stop(&s->tr, &s->tr.wio);
         wq_clear(s);
         int rc = fatal_error(self, exc, write_error_message(s));
         if (rc == 0 && s->empty_waiter != NULL && s->empty_waiter != Py_None) {
@@ -947,11 +694,11 @@ do_write_ready(PyObject *self)
         return rc;
     }
     wq_consume(s, n);
-    if (maybe_resume_protocol(self) < 0) {      /* may write more */
+    if (fl_transport_maybe_resume_protocol(self, &s->tr) < 0) {      /* may write more */
         return -1;
     }
-    if (s->wsize == 0) {
-        watch_stop(s, &s->wio);
+    if (s->tr.write_size == 0) {
+        fl_transport_watch_stop(&s->tr, &s->tr.wio);
         if (s->empty_waiter != NULL && s->empty_waiter != Py_None) {
             PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_result",
                                               "O", Py_None);
@@ -960,10 +707,10 @@ do_write_ready(PyObject *self)
             }
             Py_DECREF(r);
         }
-        if (s->closing) {
+        if (s->tr.closing) {
             return call_connection_lost(self, Py_None);
         }
-        if (s->eof && shutdown(s->fd, SHUT_WR) < 0) {
+        if (s->eof && shutdown(s->tr.fd, SHUT_WR) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return read_failed(self, write_error_message(s));
         }
@@ -975,7 +722,7 @@ static void
 write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     PyObject *self = w->data;
-    ST(self)->loop->io_events++;
+    ST(self)->tr.loop->io_events++;
     if (PyErr_Occurred()) {
         return;
     }
@@ -985,48 +732,38 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
 /* ---- creation ---- */
 
 static int
+call_connection_made(PyObject *self, PyObject *Py_UNUSED(arg))
+{
+    PyObject *protocol = ST(self)->tr.protocol;
+    if (protocol == NULL) {
+        return 0;
+    }
+    PyObject *r = fl_call_method1(protocol, str_connection_made, self);
+    if (r == NULL) {
+        return fl_transport_callback_failed(
+            self, "Exception in callback protocol.connection_made()");
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
 made_entry(FlLoop *loop, fl_ready_item *item)
 {
     PyObject *self = item->arg;
     FlStream *s = ST(self);
-    int rc = 0;
-    if (PyContext_Enter(s->context) < 0) {
-        return -1;
-    }
-    if (s->protocol != NULL) {
-        PyObject *r = call_method1(s->protocol, str_connection_made, self);
-        if (r != NULL) {
-            Py_DECREF(r);
-        }
-        else {
-            PyObject *exc = take_nonfatal();
-            if (exc == NULL) {
-                rc = -1;
-            }
-            else {
-                rc = report_callback_error(
-                    self, "Exception in callback protocol.connection_made()", exc);
-                Py_DECREF(exc);
-            }
-        }
-    }
-    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
-    if (PyContext_Exit(s->context) < 0) {
-        Py_XDECREF(pending);
-        return -1;
-    }
-    if (pending != NULL) {
-        fl_err_set_raised(pending);
+    if (fl_transport_call_in_context(self, s->tr.context, call_connection_made,
+                                     NULL) < 0) {
         return -1;
     }
     /* Only start reading once connection_made() has been called. */
     s->made = 1;
-    if (!s->closing && !s->paused && !s->lost
+    if (!s->tr.closing && !s->tr.paused && !s->lost
             && (s->kind != KIND_WRITE_PIPE || s->watch_peer)) {
-        watch_start(s, &s->rio);
+        fl_transport_watch_start(&s->tr, &s->tr.rio);
     }
-    PyObject *waiter = s->waiter;
-    s->waiter = NULL;
+    PyObject *waiter = s->tr.waiter;
+    s->tr.waiter = NULL;
     if (waiter != NULL) {
         PyObject *r = PyObject_CallFunctionObjArgs(set_result_unless_cancelled,
                                                    waiter, Py_None, NULL);
@@ -1048,7 +785,7 @@ set_protocol(PyObject *self, PyObject *protocol)
         return -1;
     }
     s->buffered = (char)buffered;
-    Py_XSETREF(s->protocol, Py_NewRef(protocol));
+    Py_XSETREF(s->tr.protocol, Py_NewRef(protocol));
     return 0;
 }
 
@@ -1100,7 +837,7 @@ fill_extra(PyObject *extra, PyObject *sock)
             }
             continue;
         }
-        PyObject *v = call_method0(sock, meths[i]);
+        PyObject *v = fl_call_method0(sock, meths[i]);
         if (v == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_OSError)) {
                 Py_DECREF(key);
@@ -1130,17 +867,8 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (fl_loop_check_closed(loop) < 0) {
         return NULL;
     }
-    PyObject *fdobj = call_method0(sock, str_fileno);
-    if (fdobj == NULL) {
-        return NULL;
-    }
-    long fd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int fd = fl_transport_sock_fd(sock);
+    if (fd < 0) {
         return NULL;
     }
     PyObject *self = stream_type->tp_alloc(stream_type, 0);
@@ -1148,45 +876,36 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
         return NULL;
     }
     FlStream *s = ST(self);
-    s->fd = (int)fd;
     s->kind = (char)kind;
-    s->loop = (FlLoop *)Py_NewRef(loop);
-    s->high_water = DEFAULT_HIGH_WATER;
-    s->low_water = DEFAULT_HIGH_WATER / 4;
+    fl_transport_init(self, FL_TRANSPORT_STREAM, loop, fd,
+                      kind == KIND_WRITE_PIPE ? peer_closed_cb : read_cb, write_cb);
     if (kind == KIND_WRITE_PIPE) {
         /* Only a FIFO or a socket reports the reader's close as readable
            (asyncio: "the reader trick"); a character device may really
            have data to read. */
         struct stat st;
-        s->watch_peer = fstat((int)fd, &st) == 0
+        s->watch_peer = fstat(fd, &st) == 0
             && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
-        ev_io_init(&s->rio, peer_closed_cb, (int)fd, EV_READ);
     }
-    else {
-        ev_io_init(&s->rio, read_cb, (int)fd, EV_READ);
-    }
-    ev_io_init(&s->wio, write_cb, (int)fd, EV_WRITE);
-    s->rio.data = self;
-    s->wio.data = self;
-    s->context = context ? Py_NewRef(context) : PyContext_CopyCurrent();
-    if (s->context == NULL) {
+    s->tr.context = context ? Py_NewRef(context) : PyContext_CopyCurrent();
+    if (s->tr.context == NULL) {
         goto error;
     }
-    s->sock = Py_NewRef(sock);
-    s->extra = (extra != NULL && extra != Py_None) ? Py_NewRef(extra) : PyDict_New();
-    if (s->extra == NULL || !PyDict_Check(s->extra)) {
-        if (s->extra != NULL) {
+    s->tr.sock = Py_NewRef(sock);
+    s->tr.extra = (extra != NULL && extra != Py_None) ? Py_NewRef(extra) : PyDict_New();
+    if (s->tr.extra == NULL || !PyDict_Check(s->tr.extra)) {
+        if (s->tr.extra != NULL) {
             PyErr_SetString(PyExc_TypeError, "extra must be a dict");
         }
         goto error;
     }
     if (kind == KIND_SOCKET) {
-        if (fill_extra(s->extra, sock) < 0) {
+        if (fill_extra(s->tr.extra, sock) < 0) {
             goto error;
         }
-        set_nodelay((int)fd);
+        set_nodelay(fd);
     }
-    else if (PyDict_SetItemString(s->extra, "pipe", sock) < 0) {
+    else if (PyDict_SetItemString(s->tr.extra, "pipe", sock) < 0) {
         goto error;
     }
     if (set_protocol(self, protocol) < 0) {
@@ -1196,15 +915,15 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (s->registry == NULL || PySet_Add(s->registry, self) < 0) {
         goto error;
     }
-    if (fl_fdowner_add(loop, (int)fd, self) < 0) {
+    if (fl_fdowner_add(loop, fd, self) < 0) {
         goto error;
     }
     if (server != NULL && server != Py_None) {
         s->server = Py_NewRef(server);
 #if PY_VERSION_HEX >= 0x030D0000
-        PyObject *r = call_method1(server, str_attach, self);
+        PyObject *r = fl_call_method1(server, str_attach, self);
 #else
-        PyObject *r = call_method0(server, str_attach);
+        PyObject *r = fl_call_method0(server, str_attach);
 #endif
         if (r == NULL) {
             Py_CLEAR(s->server);
@@ -1213,7 +932,7 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
         Py_DECREF(r);
     }
     if (waiter != NULL && waiter != Py_None) {
-        s->waiter = Py_NewRef(waiter);
+        s->tr.waiter = Py_NewRef(waiter);
     }
     if (fl_ready_push(&loop->ready, made_entry, self) < 0) {
         goto error;
@@ -1221,14 +940,22 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     return self;
 error:
     /* Nothing watches the fd yet; the socket stays the caller's. */
-    fl_fdowner_discard(loop, (int)fd, self);
+    fl_fdowner_discard(loop, fd, self);
     if (s->registry != NULL) {
         PySet_Discard(s->registry, self);
         Py_CLEAR(s->registry);
     }
-    Py_CLEAR(s->sock);
+    Py_CLEAR(s->tr.sock);
     Py_DECREF(self);
     return NULL;
+}
+
+PyObject *
+fl_stream_new_socket(FlLoop *loop, PyObject *sock, PyObject *protocol,
+                     PyObject *extra, PyObject *server, PyObject *context)
+{
+    return stream_create(loop, sock, protocol, NULL, extra, server, context,
+                         KIND_SOCKET);
 }
 
 /* ---- Python-visible methods ---- */
@@ -1267,15 +994,11 @@ stream_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 static PyObject *
 write_dropped(PyObject *self)
 {
-    FlStream *s = ST(self);
-    if (s->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES
-            && call_helper("_log_warning", Py_BuildValue(
-                "(s)", s->kind == KIND_SOCKET ? "socket.send() raised exception."
-                : "pipe closed by peer or os.write(pipe, data) raised exception."))
-               < 0) {
+    if (fl_transport_write_dropped(self, ST(self)->kind == KIND_SOCKET
+            ? "socket.send() raised exception."
+            : "pipe closed by peer or os.write(pipe, data) raised exception.") < 0) {
         return NULL;
     }
-    s->conn_lost++;
     Py_RETURN_NONE;
 }
 
@@ -1309,7 +1032,7 @@ check_not_write_pipe(FlStream *s, const char *what)
 static int
 writes_dropped(FlStream *s)
 {
-    return s->conn_lost || (s->kind != KIND_SOCKET && s->closing);
+    return s->tr.conn_lost || (s->kind != KIND_SOCKET && s->tr.closing);
 }
 
 static int
@@ -1357,7 +1080,7 @@ stream_write(PyObject *self, PyObject *data)
     }
     const char *ptr = view.buf;
     Py_ssize_t len = view.len;
-    if (s->wsize == 0) {
+    if (s->tr.write_size == 0) {
         /* Try to send now: most writes never touch the queue. */
         ssize_t n = io_write(s, ptr, (size_t)len);
         if (n < 0) {
@@ -1376,9 +1099,10 @@ stream_write(PyObject *self, PyObject *data)
         }
         ptr += n;
         len -= n;
-        watch_start(s, &s->wio);
+        fl_transport_watch_start(&s->tr, &s->tr.wio);
     }
-    if (wq_append(s, data, ptr, len) < 0 || maybe_pause_protocol(self) < 0) {
+    if (wq_append(s, data, ptr, len) < 0
+            || fl_transport_maybe_pause_protocol(self, &s->tr) < 0) {
         goto done;
     }
     ret = Py_NewRef(Py_None);
@@ -1418,7 +1142,7 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
         ret = n ? write_dropped(self) : Py_NewRef(Py_None);
         goto done;
     }
-    int was_empty = s->wsize == 0;
+    int was_empty = s->tr.write_size == 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_buffer view;
         if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
@@ -1430,7 +1154,7 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
             goto done;
         }
     }
-    if (was_empty && s->wsize) {
+    if (was_empty && s->tr.write_size) {
         /* One vectored send for the lot, queued only if it fell short. */
         ssize_t sent = wq_send(s);
         if (sent < 0) {
@@ -1445,11 +1169,11 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
             sent = 0;
         }
         wq_consume(s, sent);
-        if (s->wsize) {
-            watch_start(s, &s->wio);
+        if (s->tr.write_size) {
+            fl_transport_watch_start(&s->tr, &s->tr.wio);
         }
     }
-    if (maybe_pause_protocol(self) < 0) {
+    if (fl_transport_maybe_pause_protocol(self, &s->tr) < 0) {
         goto done;
     }
     ret = Py_NewRef(Py_None);
@@ -1457,8 +1181,6 @@ done:
     Py_DECREF(seq);
     return ret;
 }
-
-static PyObject *stream_close(PyObject *self, PyObject *Py_UNUSED(ignored));
 
 static PyObject *
 stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
@@ -1469,13 +1191,13 @@ stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     if (s->kind == KIND_WRITE_PIPE) {
         /* Closing the write end is the pipe's EOF: close once drained. */
-        return stream_close(self, NULL);
+        return fl_transport_close_method(self, NULL);
     }
-    if (s->closing || s->eof) {
+    if (s->tr.closing || s->eof) {
         Py_RETURN_NONE;
     }
     s->eof = 1;
-    if (s->wsize == 0 && s->fd >= 0 && shutdown(s->fd, SHUT_WR) < 0) {
+    if (s->tr.write_size == 0 && s->tr.fd >= 0 && shutdown(s->tr.fd, SHUT_WR) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
@@ -1488,37 +1210,9 @@ stream_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-stream_close(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    FlStream *s = ST(self);
-    if (s->closing) {
-        Py_RETURN_NONE;
-    }
-    s->closing = 1;
-    watch_stop(s, &s->rio);
-    if (s->wsize == 0) {
-        s->conn_lost++;
-        watch_stop(s, &s->wio);
-        if (schedule_connection_lost(self, NULL) < 0) {
-            return NULL;
-        }
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-stream_abort(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (force_close(self, NULL) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
 stream_force_close(PyObject *self, PyObject *exc)
 {
-    if (force_close(self, exc) < 0) {
+    if (fl_transport_force_close(self, exc) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1542,31 +1236,18 @@ stream_fatal_error(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-stream_is_closing(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(ST(self)->closing);
-}
-
-static PyObject *
-stream_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    FlStream *s = ST(self);
-    return PyBool_FromLong(!s->closing && !s->paused);
-}
-
-static PyObject *
 stream_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
     if (check_not_write_pipe(s, "pause_reading") < 0) {
         return NULL;
     }
-    if (s->closing || s->paused) {
+    if (s->tr.closing || s->tr.paused) {
         Py_RETURN_NONE;
     }
-    s->paused = 1;
-    watch_stop(s, &s->rio);
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    s->tr.paused = 1;
+    fl_transport_watch_stop(&s->tr, &s->tr.rio);
+    if (s->tr.loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r pauses reading", self)) < 0) {
         return NULL;
     }
@@ -1580,94 +1261,18 @@ stream_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (check_not_write_pipe(s, "resume_reading") < 0) {
         return NULL;
     }
-    if (s->closing || !s->paused) {
+    if (s->tr.closing || !s->tr.paused) {
         Py_RETURN_NONE;
     }
-    s->paused = 0;
+    s->tr.paused = 0;
     if (s->made) {
-        watch_start(s, &s->rio);
+        fl_transport_watch_start(&s->tr, &s->tr.rio);
     }
-    if (s->loop->debug && call_helper("_log_debug", Py_BuildValue(
+    if (s->tr.loop->debug && fl_transport_call_helper("_log_debug", Py_BuildValue(
             "(sO)", "%r resumes reading", self)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-static PyObject *
-stream_set_write_buffer_limits(PyObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high = Py_None, *low = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits",
-                                     kwlist, &high, &low)) {
-        return NULL;
-    }
-    Py_ssize_t h, l;
-    if (high == Py_None) {
-        if (low == Py_None) {
-            h = DEFAULT_HIGH_WATER;
-        }
-        else {
-            l = PyNumber_AsSsize_t(low, PyExc_OverflowError);
-            if (l == -1 && PyErr_Occurred()) {
-                return NULL;
-            }
-            h = 4 * l;
-        }
-    }
-    else if ((h = PyNumber_AsSsize_t(high, PyExc_OverflowError)) == -1
-             && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (low == Py_None) {
-        l = h >= 0 ? h / 4 : -((-h + 3) / 4);    /* Python's floor division */
-    }
-    else if ((l = PyNumber_AsSsize_t(low, PyExc_OverflowError)) == -1
-             && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (!(h >= l && l >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0",
-                     h, l);
-        return NULL;
-    }
-    FlStream *s = ST(self);
-    s->high_water = h;
-    s->low_water = l;
-    if (maybe_pause_protocol(self) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-stream_get_write_buffer_limits(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    FlStream *s = ST(self);
-    return Py_BuildValue("(nn)", s->low_water, s->high_water);
-}
-
-static PyObject *
-stream_get_write_buffer_size(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSsize_t(ST(self)->wsize);
-}
-
-static PyObject *
-stream_get_extra_info(PyObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"name", "default", NULL};
-    PyObject *name, *dflt = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist,
-                                     &name, &dflt)) {
-        return NULL;
-    }
-    PyObject *v = PyDict_GetItemWithError(ST(self)->extra, name);
-    if (v == NULL) {
-        return PyErr_Occurred() ? NULL : Py_NewRef(dflt);
-    }
-    return Py_NewRef(v);
 }
 
 static PyObject *
@@ -1680,13 +1285,6 @@ stream_set_protocol(PyObject *self, PyObject *protocol)
 }
 
 static PyObject *
-stream_get_protocol(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    PyObject *p = ST(self)->protocol;
-    return Py_NewRef(p ? p : Py_None);
-}
-
-static PyObject *
 stream_make_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
@@ -1694,11 +1292,11 @@ stream_make_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
         return NULL;
     }
-    PyObject *fut = PyObject_CallMethod((PyObject *)s->loop, "create_future", NULL);
+    PyObject *fut = PyObject_CallMethod((PyObject *)s->tr.loop, "create_future", NULL);
     if (fut == NULL) {
         return NULL;
     }
-    if (s->wsize == 0) {
+    if (s->tr.write_size == 0) {
         PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
         if (r == NULL) {
             Py_DECREF(fut);
@@ -1721,17 +1319,10 @@ static PyObject *
 stream_repr(PyObject *self)
 {
     FlStream *s = ST(self);
-    const char *state = s->sock == NULL ? " closed" : s->closing ? " closing" : "";
-    if (s->sock == NULL || s->loop->closed) {
-        /* asyncio's pipe transports say "open" once the loop is gone. */
-        const char *open = s->kind != KIND_SOCKET && s->sock != NULL ? " open" : "";
-        return PyUnicode_FromFormat("<%s%s fd=%d%s>", Py_TYPE(self)->tp_name,
-                                    state, s->fd, open);
-    }
-    return PyUnicode_FromFormat(
-        "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>", Py_TYPE(self)->tp_name,
-        state, s->fd, ev_is_active(&s->rio) ? "polling" : "idle",
-        ev_is_active(&s->wio) ? "polling" : "idle", s->wsize);
+    /* asyncio's pipe transports say "open" once the loop is gone. */
+    return fl_transport_repr(
+        self, s->tr.sock == NULL || s->tr.loop->closed,
+        s->kind != KIND_SOCKET && s->tr.sock != NULL ? " open" : "");
 }
 
 /* ---- attributes asyncio's own code reads ---- */
@@ -1740,14 +1331,7 @@ static PyObject *
 get_loop(PyObject *self, void *c)
 {
     FlStream *s = ST(self);
-    return Py_NewRef(s->lost ? Py_None : (PyObject *)s->loop);
-}
-
-static PyObject *
-get_sock(PyObject *self, void *c)
-{
-    PyObject *v = ST(self)->sock;
-    return Py_NewRef(v ? v : Py_None);
+    return Py_NewRef(s->lost ? Py_None : (PyObject *)s->tr.loop);
 }
 
 /* `transport._pipe = None` (asyncio's tests do it after closing the pipe
@@ -1762,54 +1346,11 @@ set_pipe(PyObject *self, PyObject *v, void *c)
                         "_pipe can only be set to None on a pipe transport");
         return -1;
     }
-    watch_stop(s, &s->rio);
-    watch_stop(s, &s->wio);
-    s->fd = -1;
-    Py_CLEAR(s->sock);
+    fl_transport_watch_stop(&s->tr, &s->tr.rio);
+    fl_transport_watch_stop(&s->tr, &s->tr.wio);
+    s->tr.fd = -1;
+    Py_CLEAR(s->tr.sock);
     return 0;
-}
-
-static PyObject *
-get_sock_fd(PyObject *self, void *c)
-{
-    return PyLong_FromLong(ST(self)->fd);
-}
-
-static PyObject *
-get_protocol_attr(PyObject *self, void *c)
-{
-    return stream_get_protocol(self, NULL);
-}
-
-static PyObject *
-get_server(PyObject *self, void *c)
-{
-    PyObject *v = ST(self)->server;
-    return Py_NewRef(v ? v : Py_None);
-}
-
-static PyObject *
-get_extra(PyObject *self, void *c)
-{
-    return Py_NewRef(ST(self)->extra);
-}
-
-static PyObject *
-get_closing(PyObject *self, void *c)
-{
-    return PyBool_FromLong(ST(self)->closing);
-}
-
-static PyObject *
-get_conn_lost(PyObject *self, void *c)
-{
-    return PyLong_FromSsize_t(ST(self)->conn_lost);
-}
-
-static PyObject *
-get_protocol_paused(PyObject *self, void *c)
-{
-    return PyBool_FromLong(ST(self)->protocol_paused);
 }
 
 static int
@@ -1819,39 +1360,8 @@ set_protocol_paused(PyObject *self, PyObject *v, void *c)
     if (b < 0) {
         return -1;
     }
-    ST(self)->protocol_paused = (char)b;
+    ST(self)->tr.protocol_paused = (char)b;
     return 0;
-}
-
-static PyObject *
-get_high_water(PyObject *self, void *c)
-{
-    return PyLong_FromSsize_t(ST(self)->high_water);
-}
-
-static PyObject *
-get_low_water(PyObject *self, void *c)
-{
-    return PyLong_FromSsize_t(ST(self)->low_water);
-}
-
-static PyObject *
-get_empty_waiter(PyObject *self, void *c)
-{
-    PyObject *v = ST(self)->empty_waiter;
-    return Py_NewRef(v ? v : Py_None);
-}
-
-static PyObject *
-get_eof(PyObject *self, void *c)
-{
-    return PyBool_FromLong(ST(self)->eof);
-}
-
-static PyObject *
-get_paused(PyObject *self, void *c)
-{
-    return PyBool_FromLong(ST(self)->paused);
 }
 
 /* ---- lifetime ---- */
@@ -1860,7 +1370,7 @@ static void
 stream_finalize(PyObject *self)
 {
     FlStream *s = ST(self);
-    if (s->sock == NULL) {
+    if (s->tr.sock == NULL) {
         return;
     }
     PyObject *exc = fl_err_get_raised();
@@ -1868,17 +1378,10 @@ stream_finalize(PyObject *self)
                          self) < 0) {
         PyErr_WriteUnraisable(self);
     }
-    watch_stop(s, &s->rio);
-    watch_stop(s, &s->wio);
-    PyObject *sock = s->sock;
-    s->sock = NULL;
-    s->fd = -1;
-    PyObject *r = call_method0(sock, str_close);
-    if (r == NULL) {
-        PyErr_WriteUnraisable(sock);
+    if (fl_transport_close_sock(self) < 0) {
+        PyErr_WriteUnraisable(self);
     }
-    Py_XDECREF(r);
-    Py_DECREF(sock);
+    s->tr.fd = -1;
     if (exc != NULL) {
         fl_err_set_raised(exc);
     }
@@ -1895,16 +1398,13 @@ stream_traverse(PyObject *self, visitproc visit, void *arg)
          (char *)p < (char *)s; p++) {
         Py_VISIT(*p);
     }
-    Py_VISIT(s->loop);
-    Py_VISIT(s->sock);
-    Py_VISIT(s->protocol);
-    Py_VISIT(s->context);
+    int r = fl_transport_traverse(&s->tr, visit, arg);
+    if (r != 0) {
+        return r;
+    }
     Py_VISIT(s->server);
-    Py_VISIT(s->extra);
-    Py_VISIT(s->waiter);
     Py_VISIT(s->empty_waiter);
     Py_VISIT(s->registry);
-    Py_VISIT(s->dict);
     for (Py_ssize_t i = 0; i < s->wq_count; i++) {
         Py_VISIT(s->wq[s->wq_head + i].obj);
     }
@@ -1919,19 +1419,11 @@ stream_clear(PyObject *self)
          (char *)p < (char *)s; p++) {
         Py_CLEAR(*p);
     }
-    /* The watchers point at us: stop them while the loop is still known. */
-    watch_stop(s, &s->rio);
-    watch_stop(s, &s->wio);
+    fl_transport_clear(&s->tr);
     wq_clear(s);
-    Py_CLEAR(s->sock);
-    Py_CLEAR(s->protocol);
-    Py_CLEAR(s->context);
     Py_CLEAR(s->server);
-    Py_CLEAR(s->extra);
-    Py_CLEAR(s->waiter);
     Py_CLEAR(s->empty_waiter);
     Py_CLEAR(s->registry);
-    Py_CLEAR(s->dict);
     return 0;
 }
 
@@ -1944,35 +1436,25 @@ stream_dealloc(PyObject *self)
     }
     PyObject_GC_UnTrack(self);
     FlStream *s = ST(self);
-    if (s->weakreflist != NULL) {
+    if (s->tr.weakreflist != NULL) {
         PyObject_ClearWeakRefs(self);
     }
     stream_clear(self);
-    Py_CLEAR(s->loop);
+    Py_CLEAR(s->tr.loop);
     PyMem_Free(s->wq);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
 
 static PyMethodDef stream_methods[] = {
+    FL_TRANSPORT_METHODS,
     {"write", stream_write, METH_O, NULL},
     {"writelines", stream_writelines, METH_O, NULL},
     {"write_eof", stream_write_eof, METH_NOARGS, NULL},
     {"can_write_eof", stream_can_write_eof, METH_NOARGS, NULL},
-    {"close", stream_close, METH_NOARGS, NULL},
-    {"abort", stream_abort, METH_NOARGS, NULL},
-    {"is_closing", stream_is_closing, METH_NOARGS, NULL},
-    {"is_reading", stream_is_reading, METH_NOARGS, NULL},
     {"pause_reading", stream_pause_reading, METH_NOARGS, NULL},
     {"resume_reading", stream_resume_reading, METH_NOARGS, NULL},
-    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))stream_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"get_write_buffer_limits", stream_get_write_buffer_limits, METH_NOARGS, NULL},
-    {"get_write_buffer_size", stream_get_write_buffer_size, METH_NOARGS, NULL},
-    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info,
-     METH_VARARGS | METH_KEYWORDS, NULL},
     {"set_protocol", stream_set_protocol, METH_O, NULL},
-    {"get_protocol", stream_get_protocol, METH_NOARGS, NULL},
     {"_force_close", stream_force_close, METH_O, NULL},
     {"_fatal_error", (PyCFunction)(void (*)(void))stream_fatal_error,
      METH_FASTCALL, NULL},
@@ -1981,24 +1463,27 @@ static PyMethodDef stream_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Offsets from the start of FlStream, which is the fl_transport. */
+#define FIELD(name, getter, field) \
+    FL_TRANSPORT_FIELD(name, getter, offsetof(FlStream, field))
+
 static PyGetSetDef stream_getset[] = {
+    FL_TRANSPORT_GETSET,
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_loop", get_loop, NULL, NULL, NULL},
-    {"_sock", get_sock, NULL, NULL, NULL},
-    {"_pipe", get_sock, set_pipe, NULL, NULL},
-    {"_fileno", get_sock_fd, NULL, NULL, NULL},
-    {"_sock_fd", get_sock_fd, NULL, NULL, NULL},
-    {"_protocol", get_protocol_attr, NULL, NULL, NULL},
-    {"_server", get_server, NULL, NULL, NULL},
-    {"_extra", get_extra, NULL, NULL, NULL},
-    {"_closing", get_closing, NULL, NULL, NULL},
-    {"_conn_lost", get_conn_lost, NULL, NULL, NULL},
-    {"_protocol_paused", get_protocol_paused, set_protocol_paused, NULL, NULL},
-    {"_high_water", get_high_water, NULL, NULL, NULL},
-    {"_low_water", get_low_water, NULL, NULL, NULL},
-    {"_empty_waiter", get_empty_waiter, NULL, NULL, NULL},
-    {"_eof", get_eof, NULL, NULL, NULL},
-    {"_paused", get_paused, NULL, NULL, NULL},
+    {"_pipe", fl_transport_get_object_field, set_pipe, NULL,
+     (void *)offsetof(FlStream, tr.sock)},
+    FIELD("_fileno", int, tr.fd),
+    FIELD("_protocol", object, tr.protocol),
+    FIELD("_server", object, server),
+    FIELD("_extra", object, tr.extra),
+    {"_protocol_paused", fl_transport_get_bool_field, set_protocol_paused, NULL,
+     (void *)offsetof(FlStream, tr.protocol_paused)},
+    FIELD("_high_water", ssize, tr.high_water),
+    FIELD("_low_water", ssize, tr.low_water),
+    FIELD("_empty_waiter", object, empty_waiter),
+    FIELD("_eof", bool, eof),
+    FIELD("_paused", bool, tr.paused),
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2029,426 +1514,24 @@ static PyType_Spec stream_spec = {
     .slots = stream_slots,
 };
 
-/* ======================================================================
-   Listener: accepts connections on a listening socket in C.
-   ====================================================================== */
-
-typedef struct {
-    PyObject_HEAD
-    FlLoop *loop;
-    PyObject *sock;
-    PyObject *accept;           /* sock._accept: (fd, address) */
-    PyObject *factory;
-    PyObject *sslcontext;       /* None for plain connections */
-    PyObject *server;
-    PyObject *hs_timeout, *sh_timeout;
-    PyObject *context;
-    ev_io w;
-    int family, type, proto;
-    int backlog;
-    char stopped;
-} FlListener;
-
-static void
-listener_stop_watch(FlListener *l)
-{
-    if (l->loop != NULL && l->loop->ev != NULL && ev_is_active(&l->w)) {
-        ev_io_stop(l->loop->ev, &l->w);
-    }
-}
-
-static int
-accept_error(FlListener *l)
-{
-    if (PyErr_ExceptionMatches(PyExc_BlockingIOError)
-            || PyErr_ExceptionMatches(PyExc_InterruptedError)
-            || PyErr_ExceptionMatches(PyExc_ConnectionAbortedError)) {
-        PyErr_Clear();
-        return 1;   /* the backlog is empty */
-    }
-    PyObject *exc = take_nonfatal();
-    if (exc == NULL) {
-        return -1;
-    }
-    /* Out of fds or memory: the helper logs, and pauses us for a while
-       (Linux keeps reporting the socket readable). */
-    int rc = call_helper("_accept_error", Py_BuildValue(
-        "(OOO)", (PyObject *)l->loop, (PyObject *)l, exc));
-    Py_DECREF(exc);
-    return rc < 0 ? -1 : 1;
-}
-
-static int
-accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
-{
-    PyObject *ctx = PyObject_CallMethod(l->context, "copy", NULL);
-    if (ctx == NULL) {
-        return -1;
-    }
-    if (PyContext_Enter(ctx) < 0) {
-        Py_DECREF(ctx);
-        return -1;
-    }
-    int rc = 0;
-    PyObject *protocol = NULL, *extra = NULL, *tr = NULL;
-    protocol = PyObject_CallNoArgs(l->factory);
-    if (protocol != NULL) {
-        extra = Py_BuildValue("{sO}", "peername", addr);
-        if (extra != NULL) {
-            tr = stream_create(l->loop, conn, protocol, NULL, extra, l->server, ctx,
-                                  KIND_SOCKET);
-        }
-    }
-    if (tr == NULL) {
-        PyObject *exc = take_nonfatal();
-        if (exc == NULL) {
-            rc = -1;
-        }
-        else {
-            PyObject *r = call_method0(conn, str_close);
-            Py_XDECREF(r);
-            if (r == NULL) {
-                PyErr_Clear();
-            }
-            rc = call_helper("_accept_failed", Py_BuildValue(
-                "(OOOO)", (PyObject *)l->loop, exc,
-                protocol ? protocol : Py_None, (PyObject *)l));
-            Py_DECREF(exc);
-        }
-    }
-    Py_XDECREF(tr);
-    Py_XDECREF(extra);
-    Py_XDECREF(protocol);
-    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
-    if (PyContext_Exit(ctx) < 0) {
-        PyErr_WriteUnraisable(ctx);
-    }
-    Py_DECREF(ctx);
-    if (pending != NULL) {
-        fl_err_set_raised(pending);
-    }
-    return rc;
-}
-
-static int
-accept_one(FlListener *l)
-{
-    PyObject *res = PyObject_CallNoArgs(l->accept);
-    if (res == NULL) {
-        return accept_error(l);
-    }
-    int fd;
-    PyObject *addr;
-    if (!PyArg_ParseTuple(res, "iO", &fd, &addr)) {
-        Py_DECREF(res);
-        return -1;
-    }
-    Py_INCREF(addr);
-    Py_DECREF(res);
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        close(fd);
-        Py_DECREF(addr);
-        return 0;
-    }
-    /* SOCK_NONBLOCK in the type tells the socket object that the fd is
-       non-blocking (timeout 0); the object's type drops the flag. */
-    PyObject *conn = PyObject_CallFunction(socket_type, "iiii", l->family,
-                                           l->type | SOCK_NONBLOCK, l->proto, fd);
-    if (conn == NULL) {
-        close(fd);
-        Py_DECREF(addr);
-        return accept_error(l) < 0 ? -1 : 0;
-    }
-    int rc;
-    if (l->sslcontext != Py_None) {
-        rc = call_helper("_accept_ssl", Py_BuildValue(
-            "(OOOO)", (PyObject *)l->loop, (PyObject *)l, conn, addr));
-    }
-    else {
-        rc = accept_plain(l, conn, addr);
-    }
-    Py_DECREF(conn);
-    Py_DECREF(addr);
-    return rc;
-}
-
-static int
-do_accept(FlListener *l)
-{
-    for (int i = 0; i < l->backlog && !l->stopped; i++) {
-        int r = accept_one(l);
-        if (r != 0) {
-            return r < 0 ? -1 : 0;
-        }
-    }
-    return 0;
-}
-
-static void
-accept_cb(struct ev_loop *ev, ev_io *w, int revents)
-{
-    FlListener *l = w->data;
-    FlLoop *loop = l->loop;
-    loop->io_events++;
-    if (PyErr_Occurred()) {
-        return;
-    }
-    Py_INCREF(l);
-    Py_INCREF(loop);
-    if (do_accept(l) < 0) {
-        if (!error_is_fatal()) {
-            PyObject *exc = fl_err_get_raised();
-            if (call_helper("_accept_error", Py_BuildValue(
-                    "(OOO)", (PyObject *)loop, (PyObject *)l, exc)) < 0) {
-                stash_fatal(loop);
-            }
-            Py_DECREF(exc);
-        }
-        else {
-            stash_fatal(loop);
-        }
-    }
-    Py_DECREF(loop);
-    Py_DECREF(l);
-}
-
-static PyObject *
-listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"loop", "sock", "protocol_factory", "sslcontext",
-                             "server", "backlog", "ssl_handshake_timeout",
-                             "ssl_shutdown_timeout", NULL};
-    PyObject *loop, *sock, *factory, *sslcontext = Py_None, *server = Py_None,
-             *hs = Py_None, *sh = Py_None;
-    int backlog = 100;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|OOiOO:Listener", kwlist,
-                                     &loop, &sock, &factory, &sslcontext,
-                                     &server, &backlog, &hs, &sh)) {
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(loop, loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
-        return NULL;
-    }
-    if (fl_loop_check_closed((FlLoop *)loop) < 0) {
-        return NULL;
-    }
-    PyObject *fdobj = call_method0(sock, str_fileno);
-    if (fdobj == NULL) {
-        return NULL;
-    }
-    long lfd = PyLong_AsLong(fdobj);
-    Py_DECREF(fdobj);
-    if (lfd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    int fd = (int)lfd;
-    if (lfd < 0 || lfd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", lfd);
-        return NULL;
-    }
-    FlListener *l = (FlListener *)type->tp_alloc(type, 0);
-    if (l == NULL) {
-        return NULL;
-    }
-    l->loop = (FlLoop *)Py_NewRef(loop);
-    l->sock = Py_NewRef(sock);
-    l->factory = Py_NewRef(factory);
-    l->sslcontext = Py_NewRef(PyObject_IsTrue(sslcontext) == 1 ? sslcontext : Py_None);
-    PyErr_Clear();
-    l->server = Py_NewRef(server);
-    l->hs_timeout = Py_NewRef(hs);
-    l->sh_timeout = Py_NewRef(sh);
-    l->backlog = backlog > 0 ? backlog : 1;
-    l->stopped = 1;
-    l->accept = PyObject_GetAttr(sock, str_accept);
-    l->context = PyContext_CopyCurrent();
-    socklen_t len = sizeof(int);
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &l->family, &len) < 0
-            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_TYPE, &l->type, &len)) < 0
-            || (len = sizeof(int), getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &l->proto, &len)) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(l);
-        return NULL;
-    }
-    if (l->accept == NULL || l->context == NULL) {
-        Py_DECREF(l);
-        return NULL;
-    }
-    ev_io_init(&l->w, accept_cb, fd, EV_READ);
-    l->w.data = l;
-    return (PyObject *)l;
-}
-
-static PyObject *
-listener_start(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    if (fl_loop_check_closed(l->loop) < 0) {
-        return NULL;
-    }
-    l->stopped = 0;
-    if (!ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
-    }
-    Py_RETURN_NONE;
-}
-
-/* Stops accepting; `paused` only until _resume() (EMFILE backoff). */
-static PyObject *
-listener_pause(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    listener_stop_watch(l);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_resume(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    if (!l->stopped && l->loop->ev != NULL && !ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_stop(FlListener *l, PyObject *Py_UNUSED(ignored))
-{
-    l->stopped = 1;
-    listener_stop_watch(l);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-listener_get_attr(FlListener *l, void *closure)
-{
-    PyObject *v = *(PyObject **)((char *)l + (size_t)closure);
-    return Py_NewRef(v ? v : Py_None);
-}
-
-static int
-listener_traverse(FlListener *l, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(l));
-    Py_VISIT(l->loop);
-    Py_VISIT(l->sock);
-    Py_VISIT(l->accept);
-    Py_VISIT(l->factory);
-    Py_VISIT(l->sslcontext);
-    Py_VISIT(l->server);
-    Py_VISIT(l->hs_timeout);
-    Py_VISIT(l->sh_timeout);
-    Py_VISIT(l->context);
-    return 0;
-}
-
-static int
-listener_clear(FlListener *l)
-{
-    l->stopped = 1;
-    listener_stop_watch(l);
-    Py_CLEAR(l->sock);
-    Py_CLEAR(l->accept);
-    Py_CLEAR(l->factory);
-    Py_CLEAR(l->sslcontext);
-    Py_CLEAR(l->server);
-    Py_CLEAR(l->hs_timeout);
-    Py_CLEAR(l->sh_timeout);
-    Py_CLEAR(l->context);
-    return 0;
-}
-
-static void
-listener_dealloc(FlListener *l)
-{
-    PyTypeObject *tp = Py_TYPE(l);
-    PyObject_GC_UnTrack(l);
-    listener_clear(l);
-    Py_CLEAR(l->loop);
-    tp->tp_free(l);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef listener_methods[] = {
-    {"start", (PyCFunction)listener_start, METH_NOARGS, NULL},
-    {"stop", (PyCFunction)listener_stop, METH_NOARGS, NULL},
-    {"_pause", (PyCFunction)listener_pause, METH_NOARGS, NULL},
-    {"_resume", (PyCFunction)listener_resume, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-#define LGET(name, field) \
-    {name, (getter)listener_get_attr, NULL, NULL, (void *)offsetof(FlListener, field)}
-
-static PyGetSetDef listener_getset[] = {
-    LGET("sock", sock),
-    LGET("protocol_factory", factory),
-    LGET("sslcontext", sslcontext),
-    LGET("server", server),
-    LGET("ssl_handshake_timeout", hs_timeout),
-    LGET("ssl_shutdown_timeout", sh_timeout),
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot listener_slots[] = {
-    {Py_tp_new, listener_tp_new},
-    {Py_tp_dealloc, listener_dealloc},
-    {Py_tp_traverse, listener_traverse},
-    {Py_tp_clear, listener_clear},
-    {Py_tp_methods, listener_methods},
-    {Py_tp_getset, listener_getset},
-    {0, NULL},
-};
-
-static PyType_Spec listener_spec = {
-    .name = "fastloop.Listener",
-    .basicsize = sizeof(FlListener),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .slots = listener_slots,
-};
-
 /* ---- module init ---- */
 
 static int
 intern_all(void)
 {
-    static const struct { PyObject **slot; const char *s; } names[] = {
+    static const fl_transport_name names[] = {
         {&str_data_received, "data_received"},
         {&str_get_buffer, "get_buffer"},
         {&str_buffer_updated, "buffer_updated"},
         {&str_eof_received, "eof_received"},
         {&str_connection_made, "connection_made"},
-        {&str_connection_lost, "connection_lost"},
-        {&str_pause_writing, "pause_writing"},
-        {&str_resume_writing, "resume_writing"},
-        {&str_close, "close"},
-        {&str_fileno, "fileno"},
         {&str_attach, "_attach"},
         {&str_detach, "_detach"},
         {&str_getsockname, "getsockname"},
         {&str_getpeername, "getpeername"},
-        {&str_accept, "_accept"},
         {&str_fl_transports, "_fl_transports"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL
-                && (*names[i].slot = PyUnicode_InternFromString(names[i].s)) == NULL) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static PyObject *
-import_attr(const char *module, const char *name)
-{
-    PyObject *m = PyImport_ImportModule(module);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyObject_GetAttrString(m, name);
-    Py_DECREF(m);
-    return v;
+    return fl_transport_intern(names, sizeof(names) / sizeof(names[0]));
 }
 
 int
@@ -2458,7 +1541,8 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     if (intern_all() < 0) {
         return -1;
     }
-    PyObject *base = import_attr("asyncio.transports", "_FlowControlMixin");
+    PyObject *base = fl_transport_import_attr("asyncio.transports",
+                                              "_FlowControlMixin");
     if (base == NULL) {
         return -1;
     }
@@ -2473,8 +1557,8 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     Py_ssize_t align = (Py_ssize_t)sizeof(void *);
     stream_offset = (bt->tp_basicsize + align - 1) / align * align;
     stream_spec.basicsize = (int)(stream_offset + sizeof(FlStream));
-    stream_members[0].offset = stream_offset + offsetof(FlStream, dict);
-    stream_members[1].offset = stream_offset + offsetof(FlStream, weakreflist);
+    stream_members[0].offset = stream_offset + offsetof(FlStream, tr.dict);
+    stream_members[1].offset = stream_offset + offsetof(FlStream, tr.weakreflist);
     PyObject *t = PyType_FromModuleAndSpec(module, &stream_spec, base);
     Py_DECREF(base);
     if (t == NULL) {
@@ -2484,21 +1568,14 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     if (PyModule_AddObjectRef(module, "StreamTransport", t) < 0) {
         return -1;
     }
-    t = PyType_FromModuleAndSpec(module, &listener_spec, NULL);
-    if (t == NULL) {
-        return -1;
-    }
-    listener_type = (PyTypeObject *)t;
-    if (PyModule_AddObjectRef(module, "Listener", t) < 0) {
-        return -1;
-    }
-    buffered_protocol_type = import_attr("asyncio.protocols", "BufferedProtocol");
-    transport_socket_type = import_attr("asyncio.trsock", "TransportSocket");
-    set_result_unless_cancelled = import_attr("asyncio.futures",
-                                              "_set_result_unless_cancelled");
-    socket_type = import_attr("socket", "socket");
+    buffered_protocol_type = fl_transport_import_attr("asyncio.protocols",
+                                                      "BufferedProtocol");
+    transport_socket_type = fl_transport_import_attr("asyncio.trsock",
+                                                     "TransportSocket");
+    set_result_unless_cancelled = fl_transport_import_attr(
+        "asyncio.futures", "_set_result_unless_cancelled");
     if (buffered_protocol_type == NULL || transport_socket_type == NULL
-            || set_result_unless_cancelled == NULL || socket_type == NULL) {
+            || set_result_unless_cancelled == NULL) {
         return -1;
     }
     return 0;

@@ -14,6 +14,7 @@
 #include "handle.h"
 #include "future.h"
 #include "fdowner.h"
+#include "transport.h"
 #include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +27,6 @@
 
 #define UDP_MAX_SIZE (256 * 1024)       /* asyncio's max_size for recvfrom */
 #define UDP_READS_PER_EVENT 32          /* datagrams read per readiness */
-#define UDP_LOG_THRESHOLD 5             /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 
 /* What a buffered datagram counts for in get_write_buffer_size(). */
 #if PY_VERSION_HEX >= 0x030D0000
@@ -52,36 +52,21 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *extra;            /* BaseTransport's `_extra` slot lives here */
-    PyObject *dict;
-    PyObject *weakreflist;
-    FlLoop *loop;
-    PyObject *sock;             /* NULL once closed */
-    PyObject *protocol;         /* NULL after connection_lost() */
-    PyObject *context;          /* protocol callbacks run in it */
+    fl_transport tr;            /* right after the header: its first field,
+                                   extra, is BaseTransport's `_extra` slot.
+                                   protocol is NULL after connection_lost();
+                                   waiter is woken by the start entry */
     PyObject *address;          /* remote_addr given at creation, or NULL */
-    PyObject *waiter;           /* until the start entry ran */
-    PyObject *lost_exc;         /* connection_lost()'s argument, scheduled */
-    int fd;
     int family;
-    ev_io rio;
-    ev_io wio;
     ev_cleanup cleanup;
 
     udp_packet *buf;            /* ring of datagrams waiting to be sent */
     size_t head, count, cap;
-    Py_ssize_t buffer_size;
-    Py_ssize_t high_water, low_water;
-    long conn_lost;
 
     PyObject *last_addr;        /* sendto()'s last address and its parse */
     struct sockaddr_storage last_sa;
     socklen_t last_salen;
 
-    char closing;
-    char paused;                /* pause_reading() */
-    char protocol_paused;       /* pause_writing() was called */
-    char protocol_connected;
     char connected;             /* peername: send() instead of sendto() */
     char holds_self;            /* the open transport's own reference */
     char read_queued;           /* read_entry is in the ready queue */
@@ -90,16 +75,10 @@ typedef struct {
 
 static PyObject *str_datagram_received;
 static PyObject *str_error_received;
-static PyObject *str_connection_lost;
-static PyObject *str_pause_writing;
-static PyObject *str_resume_writing;
 static PyObject *str_peername;
 
 /* Datagrams are copied out before any Python code runs, under the GIL. */
 static char recv_buf[UDP_MAX_SIZE];
-
-#define FROM_FIELD(ptr, field) \
-    ((FlUdpTransport *)((char *)(ptr) - offsetof(FlUdpTransport, field)))
 
 static int fast_family(int family)
 {
@@ -111,7 +90,7 @@ static int fast_family(int family)
 static int
 check_loop_open(FlUdpTransport *self)
 {
-    if (self->loop->closed || self->loop->ev == NULL) {
+    if (self->tr.loop->closed || self->tr.loop->ev == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return -1;
     }
@@ -127,17 +106,8 @@ start_watcher(FlUdpTransport *self, ev_io *w)
     if (check_loop_open(self) < 0) {
         return -1;
     }
-    ev_io_start(self->loop->ev, w);
+    ev_io_start(self->tr.loop->ev, w);
     return 0;
-}
-
-/* Active watchers imply a live libev loop: the cleanup stops them first. */
-static void
-stop_watcher(FlUdpTransport *self, ev_io *w)
-{
-    if (ev_is_active(w)) {
-        ev_io_stop(self->loop->ev, w);
-    }
 }
 
 /* Drops the open transport's reference to itself; the caller holds one. */
@@ -148,7 +118,7 @@ release_self(FlUdpTransport *self)
         return;
     }
     if (ev_is_active(&self->cleanup)) {
-        ev_cleanup_stop(self->loop->ev, &self->cleanup);
+        ev_cleanup_stop(self->tr.loop->ev, &self->cleanup);
     }
     self->holds_self = 0;
     Py_DECREF(self);
@@ -156,106 +126,25 @@ release_self(FlUdpTransport *self)
 
 /* ---- reporting ---- */
 
-static int
-is_fatal_exc(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit)
-           || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-/* loop.call_exception_handler({...}) about this transport; `exc` borrowed. */
-static int
-report(FlUdpTransport *self, PyObject *message, PyObject *exc)
-{
-    PyObject *ctx = Py_BuildValue(
-        "{s:O,s:O,s:O,s:O}", "message", message, "exception", exc,
-        "transport", (PyObject *)self,
-        "protocol", self->protocol ? self->protocol : Py_None);
-    if (ctx == NULL) {
-        return -1;
-    }
-    PyObject *r = PyObject_CallMethod((PyObject *)self->loop,
-                                      "call_exception_handler", "O", ctx);
-    Py_DECREF(ctx);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
 /* A protocol callback raised (error set): what must stop the loop stays
    set (-1); the rest goes to the exception handler, as asyncio's Handle
-   would report it. */
-static int
+   would report it. Never inlined: its message buffer would keep read_one()
+   from being inlined into the read path. */
+static Py_NO_INLINE int
 callback_failed(FlUdpTransport *self, const char *what)
 {
-    if (is_fatal_exc()) {
-        return -1;
-    }
-    PyObject *exc = fl_err_get_raised();
-    PyObject *msg = PyUnicode_FromFormat("Exception in callback %s.%s",
-                                         Py_TYPE(self)->tp_name, what);
-    int r = msg ? report(self, msg, exc) : -1;
-    Py_XDECREF(msg);
-    Py_DECREF(exc);
-    return r;
-}
-
-/* asyncio's logger.<level>(*args, exc_info=exc_info or None). */
-static int
-log_call(const char *level, PyObject *args, PyObject *exc_info)
-{
-    PyObject *mod = PyImport_ImportModule("asyncio.log");
-    PyObject *logger = mod ? PyObject_GetAttrString(mod, "logger") : NULL;
-    Py_XDECREF(mod);
-    if (logger == NULL) {
-        return -1;
-    }
-    PyObject *meth = PyObject_GetAttrString(logger, level);
-    PyObject *kw = exc_info ? Py_BuildValue("{s:O}", "exc_info", exc_info) : NULL;
-    PyObject *r = meth && (kw || !exc_info) ? PyObject_Call(meth, args, kw) : NULL;
-    Py_XDECREF(meth);
-    Py_XDECREF(kw);
-    Py_DECREF(logger);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    char message[256];
+    snprintf(message, sizeof(message), "Exception in callback %s.%s",
+             Py_TYPE(self)->tp_name, what);
+    return fl_transport_callback_failed((PyObject *)self, message);
 }
 
 /* ---- closing ---- */
 
-static int call_connection_lost(FlUdpTransport *self, PyObject *exc,
-                                int in_context);
-
-static int
-lost_entry(FlLoop *loop, fl_ready_item *item)
-{
-    FlUdpTransport *self = (FlUdpTransport *)item->arg;
-    PyObject *exc = self->lost_exc;     /* owned by this call from now on */
-    self->lost_exc = NULL;
-    int r = call_connection_lost(self, exc ? exc : Py_None, 0);
-    Py_XDECREF(exc);
-    return r;
-}
-
-static int
-schedule_connection_lost(FlUdpTransport *self, PyObject *exc)
-{
-    if (check_loop_open(self) < 0
-            || fl_ready_push(&self->loop->ready, lost_entry,
-                             (PyObject *)self) < 0) {
-        return -1;
-    }
-    Py_XSETREF(self->lost_exc, exc == Py_None ? NULL : Py_XNewRef(exc));
-    return 0;
-}
-
 static void
-clear_buffer(FlUdpTransport *self)
+clear_write_buffer(PyObject *op)
 {
+    FlUdpTransport *self = (FlUdpTransport *)op;
     while (self->count) {
         udp_packet *p = &self->buf[self->head];
         self->head = (self->head + 1) & (self->cap - 1);
@@ -264,28 +153,7 @@ clear_buffer(FlUdpTransport *self)
         Py_DECREF(p->addr);
     }
     self->head = 0;
-    self->buffer_size = 0;
-}
-
-/* Closes the socket through its Python object, so that it knows. */
-static int
-close_sock(FlUdpTransport *self)
-{
-    stop_watcher(self, &self->rio);
-    stop_watcher(self, &self->wio);
-    PyObject *sock = self->sock;
-    if (sock == NULL) {
-        return 0;
-    }
-    fl_fdowner_discard(self->loop, self->fd, (PyObject *)self);
-    self->sock = NULL;
-    PyObject *r = PyObject_CallMethod(sock, "close", NULL);
-    Py_DECREF(sock);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    self->tr.write_size = 0;
 }
 
 /* Runs protocol.connection_lost(exc) in the transport's context (entered
@@ -296,22 +164,22 @@ call_connection_lost(FlUdpTransport *self, PyObject *exc, int in_context)
 {
     int r = 0;
     Py_INCREF(self);
-    if (self->conn_lost == 0) {
-        self->conn_lost = 1;
+    if (self->tr.conn_lost == 0) {
+        self->tr.conn_lost = 1;
     }
-    PyObject *protocol = self->protocol;
-    self->protocol = NULL;
-    if (protocol != NULL && self->protocol_connected) {
-        if (!in_context && PyContext_Enter(self->context) < 0) {
+    PyObject *protocol = self->tr.protocol;
+    self->tr.protocol = NULL;
+    if (protocol != NULL) {
+        if (!in_context && PyContext_Enter(self->tr.context) < 0) {
             r = -1;
         }
         else {
             PyObject *args[2] = {protocol, exc};
             PyObject *res = PyObject_VectorcallMethod(
-                str_connection_lost, args, 2, NULL);
+                fl_str_connection_lost, args, 2, NULL);
             if (!in_context) {
                 PyObject *saved = fl_err_get_raised();
-                PyContext_Exit(self->context);
+                PyContext_Exit(self->tr.context);
                 if (saved != NULL) {
                     fl_err_set_raised(saved);
                 }
@@ -321,15 +189,15 @@ call_connection_lost(FlUdpTransport *self, PyObject *exc, int in_context)
             }
             else {
                 /* The handler sees the protocol that failed. */
-                self->protocol = protocol;
+                self->tr.protocol = protocol;
                 r = callback_failed(self, "_call_connection_lost()");
-                self->protocol = NULL;
+                self->tr.protocol = NULL;
             }
         }
     }
     Py_XDECREF(protocol);
     PyObject *saved = r < 0 ? fl_err_get_raised() : NULL;
-    if (close_sock(self) < 0) {
+    if (fl_transport_close_sock((PyObject *)self) < 0) {
         PyErr_WriteUnraisable((PyObject *)self);
     }
     if (saved != NULL) {
@@ -341,62 +209,28 @@ call_connection_lost(FlUdpTransport *self, PyObject *exc, int in_context)
 }
 
 static int
-force_close(FlUdpTransport *self, PyObject *exc)
+lost_entry(FlLoop *loop, fl_ready_item *item)
 {
-    if (self->conn_lost) {
-        return 0;
-    }
-    if (self->count) {
-        clear_buffer(self);
-        stop_watcher(self, &self->wio);
-    }
-    if (!self->closing) {
-        self->closing = 1;
-        stop_watcher(self, &self->rio);
-    }
-    self->conn_lost++;
-    return schedule_connection_lost(self, exc);
+    return call_connection_lost((FlUdpTransport *)item->arg, item->callback, 0);
 }
 
-/* asyncio's _fatal_error(): `exc` borrowed. */
-static int
-fatal_error(FlUdpTransport *self, PyObject *exc, const char *message)
-{
-    PyObject *msg = PyUnicode_FromString(message);
-    if (msg == NULL) {
-        return -1;
-    }
-    int r;
-    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
-        r = 0;
-        if (self->loop->debug) {
-            PyObject *args = Py_BuildValue("(sOO)", "%r: %s", self, msg);
-            r = args ? log_call("debug", args, exc) : -1;
-            Py_XDECREF(args);
-        }
-    }
-    else {
-        r = report(self, msg, exc);
-    }
-    Py_DECREF(msg);
-    if (r < 0) {
-        return -1;
-    }
-    return force_close(self, exc);
-}
+const fl_transport_impl fl_udp_transport_impl = {
+    .clear_write_buffer = clear_write_buffer,
+    .lost_entry = lost_entry,
+};
 
 /* The current error came out of a send or receive: OSErrors go to
    error_received(), other exceptions are fatal for the transport. */
 static int
 io_error(FlUdpTransport *self, const char *fatal_message)
 {
-    if (is_fatal_exc()) {
+    if (fl_transport_error_is_fatal()) {
         return -1;
     }
     PyObject *exc = fl_err_get_raised();
     int r;
     if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
-        PyObject *protocol = Py_XNewRef(self->protocol);
+        PyObject *protocol = Py_XNewRef(self->tr.protocol);
         if (protocol == NULL) {
             r = 0;
         }
@@ -410,60 +244,10 @@ io_error(FlUdpTransport *self, const char *fatal_message)
         }
     }
     else {
-        r = fatal_error(self, exc, fatal_message);
+        r = fl_transport_fatal_error((PyObject *)self, exc, fatal_message);
     }
     Py_DECREF(exc);
     return r;
-}
-
-/* ---- flow control ---- */
-
-static int
-call_flow_method(FlUdpTransport *self, PyObject *name, const char *failed)
-{
-    PyObject *protocol = Py_XNewRef(self->protocol);
-    if (protocol == NULL) {
-        return 0;
-    }
-    PyObject *res = PyObject_VectorcallMethod(name, &protocol, 1, NULL);
-    int r = 0;
-    if (res != NULL) {
-        Py_DECREF(res);
-    }
-    else if (is_fatal_exc()) {
-        r = -1;
-    }
-    else {
-        PyObject *exc = fl_err_get_raised();
-        PyObject *msg = PyUnicode_FromString(failed);
-        r = msg ? report(self, msg, exc) : -1;
-        Py_XDECREF(msg);
-        Py_DECREF(exc);
-    }
-    Py_DECREF(protocol);
-    return r;
-}
-
-static int
-maybe_pause_protocol(FlUdpTransport *self)
-{
-    if (self->buffer_size <= self->high_water || self->protocol_paused) {
-        return 0;
-    }
-    self->protocol_paused = 1;
-    return call_flow_method(self, str_pause_writing,
-                            "protocol.pause_writing() failed");
-}
-
-static int
-maybe_resume_protocol(FlUdpTransport *self)
-{
-    if (!self->protocol_paused || self->buffer_size > self->low_water) {
-        return 0;
-    }
-    self->protocol_paused = 0;
-    return call_flow_method(self, str_resume_writing,
-                            "protocol.resume_writing() failed");
 }
 
 /* ---- addresses ---- */
@@ -645,25 +429,25 @@ send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
          PyObject *obj, PyObject *addr)
 {
     ssize_t n;
-    if (self->sock == NULL) {
+    if (self->tr.sock == NULL) {
         errno = EBADF;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     if (self->connected) {
         do {
-            n = send(self->fd, data, (size_t)len, MSG_DONTWAIT);
+            n = send(self->tr.fd, data, (size_t)len, MSG_DONTWAIT);
         } while (n < 0 && errno == EINTR);
     }
     else if (addr != Py_None && cached_addr(self, addr)) {
         do {
-            n = sendto(self->fd, data, (size_t)len, MSG_DONTWAIT,
+            n = sendto(self->tr.fd, data, (size_t)len, MSG_DONTWAIT,
                        (struct sockaddr *)&self->last_sa, self->last_salen);
         } while (n < 0 && errno == EINTR);
     }
     else {
         /* The socket module's own parsing, resolution and errors. */
-        PyObject *r = PyObject_CallMethod(self->sock, "sendto", "OO", obj, addr);
+        PyObject *r = PyObject_CallMethod(self->tr.sock, "sendto", "OO", obj, addr);
         if (r != NULL) {
             Py_DECREF(r);
             return 0;
@@ -707,14 +491,15 @@ buffer_push(FlUdpTransport *self, PyObject *data, PyObject *addr)
     p->data = Py_NewRef(data);
     p->addr = Py_NewRef(addr);
     self->count++;
-    self->buffer_size += PyBytes_GET_SIZE(data) + UDP_HEADER_SIZE;
+    self->tr.write_size += PyBytes_GET_SIZE(data) + UDP_HEADER_SIZE;
     return 0;
 }
 
 /* asyncio's _sendto_ready(); -1 only for errors that must stop the loop. */
 static int
-sendto_ready(FlUdpTransport *self)
+sendto_ready(PyObject *op, PyObject *Py_UNUSED(arg))
 {
+    FlUdpTransport *self = (FlUdpTransport *)op;
     while (self->count) {
         udp_packet p = self->buf[self->head];
         Py_ssize_t len = PyBytes_GET_SIZE(p.data);
@@ -724,7 +509,7 @@ sendto_ready(FlUdpTransport *self)
         }
         self->head = (self->head + 1) & (self->cap - 1);
         self->count--;
-        self->buffer_size -= len + UDP_HEADER_SIZE;
+        self->tr.write_size -= len + UDP_HEADER_SIZE;
         Py_DECREF(p.data);
         Py_DECREF(p.addr);
         if (r < 0) {
@@ -735,12 +520,12 @@ sendto_ready(FlUdpTransport *self)
             return r;
         }
     }
-    if (maybe_resume_protocol(self) < 0) {
+    if (fl_transport_maybe_resume_protocol((PyObject *)self, &self->tr) < 0) {
         return -1;
     }
     if (self->count == 0) {
-        stop_watcher(self, &self->wio);
-        if (self->closing) {
+        fl_transport_watch_stop(&self->tr, &self->tr.wio);
+        if (self->tr.closing) {
             return call_connection_lost(self, Py_None, 1);
         }
     }
@@ -752,19 +537,11 @@ write_entry(FlLoop *loop, fl_ready_item *item)
 {
     FlUdpTransport *self = (FlUdpTransport *)item->arg;
     self->write_queued = 0;
-    if (!ev_is_active(&self->wio)) {
+    if (!ev_is_active(&self->tr.wio)) {
         return 0;   /* stopped since the poll */
     }
-    if (PyContext_Enter(self->context) < 0) {
-        return -1;
-    }
-    int r = sendto_ready(self);
-    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
-    PyContext_Exit(self->context);
-    if (exc != NULL) {
-        fl_err_set_raised(exc);
-    }
-    return r;
+    return fl_transport_call_in_context((PyObject *)self, self->tr.context,
+                                        sendto_ready, NULL);
 }
 
 /* The watchers only queue the work: like asyncio's selector callbacks, it
@@ -772,12 +549,12 @@ write_entry(FlLoop *loop, fl_ready_item *item)
 static void
 write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    FlUdpTransport *self = FROM_FIELD(w, wio);
-    self->loop->io_events++;
+    FlUdpTransport *self = w->data;
+    self->tr.loop->io_events++;
     if (PyErr_Occurred() || (revents & EV_ERROR) || self->write_queued) {
         return;     /* EV_ERROR: libev found the fd closed and stopped us */
     }
-    if (fl_ready_push(&self->loop->ready, write_entry, (PyObject *)self) == 0) {
+    if (fl_ready_push(&self->tr.loop->ready, write_entry, (PyObject *)self) == 0) {
         self->write_queued = 1;
     }
 }
@@ -795,7 +572,7 @@ read_one(FlUdpTransport *self)
         socklen_t sslen = sizeof(ss);
         ssize_t n;
         do {
-            n = recvfrom(self->fd, recv_buf, sizeof(recv_buf), 0,
+            n = recvfrom(self->tr.fd, recv_buf, sizeof(recv_buf), 0,
                          (struct sockaddr *)&ss, &sslen);
         } while (n < 0 && errno == EINTR);
         if (n < 0) {
@@ -813,7 +590,7 @@ read_one(FlUdpTransport *self)
     else {
         /* Other families (AF_PACKET, AF_NETLINK, ...): the socket module
            knows their addresses. */
-        PyObject *r = PyObject_CallMethod(self->sock, "recvfrom", "i",
+        PyObject *r = PyObject_CallMethod(self->tr.sock, "recvfrom", "i",
                                           UDP_MAX_SIZE);
         data = addr = NULL;
         if (r == NULL) {
@@ -840,7 +617,7 @@ read_one(FlUdpTransport *self)
         }
         return r < 0 ? -1 : 0;
     }
-    PyObject *protocol = Py_NewRef(self->protocol);
+    PyObject *protocol = Py_NewRef(self->tr.protocol);
     PyObject *args[3] = {protocol, data, addr};
     PyObject *res = PyObject_VectorcallMethod(str_datagram_received, args, 3,
                                               NULL);
@@ -854,43 +631,39 @@ read_one(FlUdpTransport *self)
     return 1;
 }
 
+/* asyncio's _read_ready(), for up to UDP_READS_PER_EVENT datagrams. */
 static int
 read_entry(FlLoop *loop, fl_ready_item *item)
 {
     FlUdpTransport *self = (FlUdpTransport *)item->arg;
     self->read_queued = 0;
-    if (!ev_is_active(&self->rio)) {
+    if (!ev_is_active(&self->tr.rio)) {
         return 0;   /* paused or closed since the poll */
     }
-    if (PyContext_Enter(self->context) < 0) {
+    if (PyContext_Enter(self->tr.context) < 0) {
         return -1;
     }
     int r = 0;
     /* Closing or pausing from a callback stops the watcher. */
-    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->rio)
-                    && self->protocol != NULL; i++) {
+    for (int i = 0; i < UDP_READS_PER_EVENT && ev_is_active(&self->tr.rio)
+                    && self->tr.protocol != NULL; i++) {
         r = read_one(self);
         if (r <= 0) {
             break;
         }
     }
-    PyObject *exc = r < 0 ? fl_err_get_raised() : NULL;
-    PyContext_Exit(self->context);
-    if (exc != NULL) {
-        fl_err_set_raised(exc);
-    }
-    return r < 0 ? -1 : 0;
+    return fl_transport_exit_context(self->tr.context, r < 0 ? -1 : 0);
 }
 
 static void
 read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    FlUdpTransport *self = FROM_FIELD(w, rio);
-    self->loop->io_events++;
+    FlUdpTransport *self = w->data;
+    self->tr.loop->io_events++;
     if (PyErr_Occurred() || (revents & EV_ERROR) || self->read_queued) {
         return;
     }
-    if (fl_ready_push(&self->loop->ready, read_entry, (PyObject *)self) == 0) {
+    if (fl_ready_push(&self->tr.loop->ready, read_entry, (PyObject *)self) == 0) {
         self->read_queued = 1;
     }
 }
@@ -900,9 +673,9 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
 static void
 cleanup_cb(struct ev_loop *ev, ev_cleanup *w, int revents)
 {
-    FlUdpTransport *self = FROM_FIELD(w, cleanup);
-    stop_watcher(self, &self->rio);
-    stop_watcher(self, &self->wio);
+    FlUdpTransport *self = w->data;
+    fl_transport_watch_stop(&self->tr, &self->tr.rio);
+    fl_transport_watch_stop(&self->tr, &self->tr.wio);
     ev_cleanup_stop(ev, w);
     if (self->holds_self) {
         self->holds_self = 0;
@@ -917,16 +690,16 @@ static int
 start_entry(FlLoop *loop, fl_ready_item *item)
 {
     FlUdpTransport *self = (FlUdpTransport *)item->arg;
-    if (!self->closing && !self->paused
-            && start_watcher(self, &self->rio) < 0
+    if (!self->tr.closing && !self->tr.paused
+            && start_watcher(self, &self->tr.rio) < 0
             && callback_failed(self, "_add_reader()") < 0) {
         return -1;
     }
-    PyObject *waiter = self->waiter;
+    PyObject *waiter = self->tr.waiter;
     if (waiter == NULL) {
         return 0;
     }
-    self->waiter = NULL;
+    self->tr.waiter = NULL;
     int r = 0;
     PyObject *cancelled = PyObject_CallMethod(waiter, "cancelled", NULL);
     if (cancelled == NULL) {
@@ -1018,25 +791,21 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(made);
         return NULL;
     }
-    self->loop = (FlLoop *)Py_NewRef(loop);
-    self->sock = Py_NewRef(sock);
-    self->protocol = Py_NewRef(protocol);
-    self->protocol_connected = 1;
+    fl_transport_init((PyObject *)self, FL_TRANSPORT_DATAGRAM, (FlLoop *)loop, fd,
+                      read_cb, write_cb);
+    self->tr.sock = Py_NewRef(sock);
+    self->tr.protocol = Py_NewRef(protocol);
     self->address = address == Py_None ? NULL : Py_NewRef(address);
-    self->waiter = waiter == Py_None ? NULL : Py_NewRef(waiter);
-    self->fd = fd;
+    self->tr.waiter = waiter == Py_None ? NULL : Py_NewRef(waiter);
     self->family = (int)fam;
-    self->high_water = 64 * 1024;
-    self->low_water = 16 * 1024;
-    self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
-    self->context = PyContext_CopyCurrent();
-    ev_io_init(&self->rio, read_cb, fd, EV_READ);
-    ev_io_init(&self->wio, write_cb, fd, EV_WRITE);
+    self->tr.extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
+    self->tr.context = PyContext_CopyCurrent();
     ev_cleanup_init(&self->cleanup, cleanup_cb);
-    if (self->extra == NULL || self->context == NULL) {
+    self->cleanup.data = self;
+    if (self->tr.extra == NULL || self->tr.context == NULL) {
         goto error;
     }
-    PyObject *peer = PyDict_GetItemWithError(self->extra, str_peername);
+    PyObject *peer = PyDict_GetItemWithError(self->tr.extra, str_peername);
     if (peer == NULL && PyErr_Occurred()) {
         goto error;
     }
@@ -1048,28 +817,28 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
     /* As asyncio: connection_made(), reading, the waiter, in that order. */
     PyObject *targ = (PyObject *)self;
-    PyObject *h = fl_handle_new(self->loop, 0, made, &targ, 1, self->context);
+    PyObject *h = fl_handle_new(self->tr.loop, 0, made, &targ, 1, self->tr.context);
     if (h == NULL) {
         goto error;
     }
-    int r = fl_ready_push(&self->loop->ready, fl_handle_run_entry, h);
+    int r = fl_ready_push(&self->tr.loop->ready, fl_handle_run_entry, h);
     Py_DECREF(h);
-    if (r < 0 || fl_ready_push(&self->loop->ready, start_entry, targ) < 0) {
+    if (r < 0 || fl_ready_push(&self->tr.loop->ready, start_entry, targ) < 0) {
         goto error;
     }
-    if (fl_fdowner_add(self->loop, fd, (PyObject *)self) < 0) {
+    if (fl_fdowner_add(self->tr.loop, fd, (PyObject *)self) < 0) {
         goto error;
     }
     Py_CLEAR(made);
-    ev_cleanup_start(self->loop->ev, &self->cleanup);
+    ev_cleanup_start(self->tr.loop->ev, &self->cleanup);
     self->holds_self = 1;
     Py_INCREF(self);
     return (PyObject *)self;
 
 error:
     Py_XDECREF(made);
-    fl_fdowner_discard(self->loop, fd, (PyObject *)self);
-    Py_CLEAR(self->sock);   /* still the caller's: no warning, no close */
+    fl_fdowner_discard(self->tr.loop, fd, (PyObject *)self);
+    Py_CLEAR(self->tr.sock);   /* still the caller's: no warning, no close */
     Py_DECREF(self);
     return NULL;
 }
@@ -1161,25 +930,21 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
     }
     /* After connection_lost(): asyncio counts and drops datagrams of a
        connected transport; the socket is gone for an unconnected one too. */
-    if (self->conn_lost && (self->address != NULL || self->sock == NULL)) {
-        if (self->conn_lost >= UDP_LOG_THRESHOLD) {
-            PyObject *a = Py_BuildValue("(s)", "socket.send() raised exception.");
-            if (a == NULL || log_call("warning", a, NULL) < 0) {
-                Py_XDECREF(a);
-                return NULL;
-            }
-            Py_DECREF(a);
+    if (self->tr.conn_lost && (self->address != NULL || self->tr.sock == NULL)) {
+        if (fl_transport_write_dropped((PyObject *)self,
+                                       "socket.send() raised exception.") < 0) {
+            return NULL;
         }
-        self->conn_lost++;
         Py_RETURN_NONE;
     }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        if (is_fatal_exc()) {
+        if (fl_transport_error_is_fatal()) {
             return NULL;
         }
         PyObject *exc = fl_err_get_raised();
-        int r = fatal_error(self, exc, "Fatal write error on datagram transport");
+        int r = fl_transport_fatal_error((PyObject *)self, exc,
+                                         "Fatal write error on datagram transport");
         Py_DECREF(exc);
         if (r < 0) {
             return NULL;
@@ -1200,7 +965,7 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
             }
             Py_RETURN_NONE;
         }
-        if (start_watcher(self, &self->wio) < 0) {
+        if (start_watcher(self, &self->tr.wio) < 0) {
             PyBuffer_Release(&view);
             return NULL;
         }
@@ -1214,246 +979,54 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
     }
     int r = buffer_push(self, copy, addr);
     Py_DECREF(copy);
-    if (r < 0 || maybe_pause_protocol(self) < 0) {
+    if (r < 0
+            || fl_transport_maybe_pause_protocol((PyObject *)self, &self->tr) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-static PyObject *
-udp_close(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    if (self->closing) {
-        Py_RETURN_NONE;
-    }
-    self->closing = 1;
-    stop_watcher(self, &self->rio);
-    if (self->count == 0) {
-        self->conn_lost++;
-        stop_watcher(self, &self->wio);
-        if (schedule_connection_lost(self, Py_None) < 0) {
-            return NULL;
-        }
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-udp_abort(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    if (force_close(self, Py_None) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-udp_is_closing(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(self->closing);
-}
-
-static PyObject *
-udp_is_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(!self->closing && !self->paused);
 }
 
 static PyObject *
 udp_pause_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->closing || self->paused) {
+    if (self->tr.closing || self->tr.paused) {
         Py_RETURN_NONE;
     }
-    self->paused = 1;
-    stop_watcher(self, &self->rio);
+    self->tr.paused = 1;
+    fl_transport_watch_stop(&self->tr, &self->tr.rio);
     Py_RETURN_NONE;
 }
 
 static PyObject *
 udp_resume_reading(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->closing || !self->paused) {
+    if (self->tr.closing || !self->tr.paused) {
         Py_RETURN_NONE;
     }
-    self->paused = 0;
-    if (start_watcher(self, &self->rio) < 0) {
+    self->tr.paused = 0;
+    if (start_watcher(self, &self->tr.rio) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-static PyObject *
-udp_get_extra_info(FlUdpTransport *self, PyObject *const *args,
-                   Py_ssize_t nargs, PyObject *kwnames)
-{
-    static const char *const names[] = {"name", "default"};
-    PyObject *vals[2] = {NULL, Py_None};
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs > 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "get_extra_info() takes at most 2 arguments");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        vals[i] = args[i];
-    }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        int k = 0;
-        while (k < 2 && PyUnicode_CompareWithASCIIString(name, names[k]) != 0) {
-            k++;
-        }
-        if (k == 2 || k < nargs) {
-            PyErr_Format(PyExc_TypeError, "get_extra_info() got an unexpected "
-                         "or repeated keyword argument %R", name);
-            return NULL;
-        }
-        vals[k] = args[nargs + i];
-    }
-    if (vals[0] == NULL) {
-        PyErr_SetString(PyExc_TypeError, "get_extra_info() missing 1 required "
-                        "positional argument: 'name'");
-        return NULL;
-    }
-    if (self->extra == NULL) {
-        return Py_NewRef(vals[1]);
-    }
-    PyObject *v = PyDict_GetItemWithError(self->extra, vals[0]);
-    if (v == NULL) {
-        return PyErr_Occurred() ? NULL : Py_NewRef(vals[1]);
-    }
-    return Py_NewRef(v);
-}
-
-static PyObject *
-udp_get_protocol(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_NewRef(self->protocol ? self->protocol : Py_None);
 }
 
 static PyObject *
 udp_set_protocol(FlUdpTransport *self, PyObject *protocol)
 {
-    Py_XSETREF(self->protocol, Py_NewRef(protocol));
-    self->protocol_connected = 1;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-udp_get_write_buffer_size(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSsize_t(self->buffer_size);
-}
-
-static PyObject *
-udp_get_write_buffer_limits(FlUdpTransport *self, PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("(nn)", self->low_water, self->high_water);
-}
-
-static PyObject *
-udp_set_write_buffer_limits(FlUdpTransport *self, PyObject *args,
-                            PyObject *kwds)
-{
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high = Py_None, *low = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits",
-                                     kwlist, &high, &low)) {
-        return NULL;
-    }
-    Py_ssize_t h, l;
-    if (high == Py_None) {
-        h = low == Py_None ? 64 * 1024 : -1;
-    }
-    else if ((h = PyNumber_AsSsize_t(high, PyExc_OverflowError)) == -1
-             && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (low != Py_None) {
-        if ((l = PyNumber_AsSsize_t(low, PyExc_OverflowError)) == -1
-                && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (high == Py_None) {
-            h = 4 * l;
-        }
-    }
-    else {
-        l = h / 4;
-        if (h < 0 && h % 4) {
-            l--;    /* Python's floor division */
-        }
-    }
-    if (!(h >= l && l >= 0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "high (%zd) must be >= low (%zd) must be >= 0", h, l);
-        return NULL;
-    }
-    self->high_water = h;
-    self->low_water = l;
-    if (maybe_pause_protocol(self) < 0) {
-        return NULL;
-    }
+    Py_XSETREF(self->tr.protocol, Py_NewRef(protocol));
     Py_RETURN_NONE;
 }
 
 static PyObject *
 udp_repr(FlUdpTransport *self)
 {
-    const char *state = self->sock == NULL ? " closed"
-                        : self->closing ? " closing" : "";
-    if (self->loop->closed) {
-        return PyUnicode_FromFormat("<%s%s fd=%d>", Py_TYPE(self)->tp_name,
-                                    state, self->fd);
-    }
-    return PyUnicode_FromFormat(
-        "<%s%s fd=%d read=%s write=<%s, bufsize=%zd>>",
-        Py_TYPE(self)->tp_name, state, self->fd,
-        ev_is_active(&self->rio) ? "polling" : "idle",
-        ev_is_active(&self->wio) ? "polling" : "idle", self->buffer_size);
-}
-
-static PyObject *
-get_or_none(PyObject *v)
-{
-    return Py_NewRef(v ? v : Py_None);
-}
-
-static PyObject *
-udp_get_sock(FlUdpTransport *self, void *closure)
-{
-    return get_or_none(self->sock);
+    return fl_transport_repr((PyObject *)self, self->tr.loop->closed, "");
 }
 
 static PyObject *
 udp_get_loop(FlUdpTransport *self, void *closure)
 {
-    return get_or_none(self->sock ? (PyObject *)self->loop : NULL);
-}
-
-static PyObject *
-udp_get_address(FlUdpTransport *self, void *closure)
-{
-    return get_or_none(self->address);
-}
-
-static PyObject *
-udp_get_closing(FlUdpTransport *self, void *closure)
-{
-    return PyBool_FromLong(self->closing);
-}
-
-static PyObject *
-udp_get_conn_lost(FlUdpTransport *self, void *closure)
-{
-    return PyLong_FromLong(self->conn_lost);
-}
-
-static PyObject *
-udp_get_sock_fd(FlUdpTransport *self, void *closure)
-{
-    return PyLong_FromLong(self->fd);
+    return Py_NewRef(self->tr.sock ? (PyObject *)self->tr.loop : Py_None);
 }
 
 /* ---- object protocol ---- */
@@ -1461,7 +1034,7 @@ udp_get_sock_fd(FlUdpTransport *self, void *closure)
 static void
 udp_finalize(FlUdpTransport *self)
 {
-    if (self->sock == NULL) {
+    if (self->tr.sock == NULL) {
         return;
     }
     PyObject *saved = fl_err_get_raised();
@@ -1469,7 +1042,7 @@ udp_finalize(FlUdpTransport *self)
                               self) < 0) {
         PyErr_WriteUnraisable((PyObject *)self);
     }
-    if (close_sock(self) < 0) {
+    if (fl_transport_close_sock((PyObject *)self) < 0) {
         PyErr_WriteUnraisable((PyObject *)self);
     }
     if (saved != NULL) {
@@ -1481,15 +1054,11 @@ static int
 udp_traverse(FlUdpTransport *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->extra);
-    Py_VISIT(self->dict);
-    Py_VISIT(self->loop);
-    Py_VISIT(self->sock);
-    Py_VISIT(self->protocol);
-    Py_VISIT(self->context);
+    int r = fl_transport_traverse(&self->tr, visit, arg);
+    if (r != 0) {
+        return r;
+    }
     Py_VISIT(self->address);
-    Py_VISIT(self->waiter);
-    Py_VISIT(self->lost_exc);
     Py_VISIT(self->last_addr);
     for (size_t i = 0; i < self->count; i++) {
         udp_packet *p = &self->buf[(self->head + i) & (self->cap - 1)];
@@ -1504,15 +1073,9 @@ udp_clear(FlUdpTransport *self)
 {
     /* Only reachable by the collector once no watcher runs (an open
        transport holds itself), so the loop may go too. */
-    clear_buffer(self);
-    Py_CLEAR(self->extra);
-    Py_CLEAR(self->dict);
-    Py_CLEAR(self->sock);
-    Py_CLEAR(self->protocol);
-    Py_CLEAR(self->context);
+    clear_write_buffer((PyObject *)self);
+    fl_transport_clear(&self->tr);
     Py_CLEAR(self->address);
-    Py_CLEAR(self->waiter);
-    Py_CLEAR(self->lost_exc);
     Py_CLEAR(self->last_addr);
     return 0;
 }
@@ -1525,59 +1088,40 @@ udp_dealloc(FlUdpTransport *self)
         return;     /* resurrected */
     }
     PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL) {
+    if (self->tr.weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }
-    if (self->loop != NULL) {
-        stop_watcher(self, &self->rio);
-        stop_watcher(self, &self->wio);
-        if (ev_is_active(&self->cleanup)) {
-            ev_cleanup_stop(self->loop->ev, &self->cleanup);
-        }
+    if (self->tr.loop != NULL && ev_is_active(&self->cleanup)) {
+        ev_cleanup_stop(self->tr.loop->ev, &self->cleanup);
     }
     udp_clear(self);
-    Py_CLEAR(self->loop);
+    Py_CLEAR(self->tr.loop);
     PyMem_Free(self->buf);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
 
 static PyMethodDef udp_methods[] = {
+    FL_TRANSPORT_METHODS,
     {"sendto", (PyCFunction)(void (*)(void))udp_sendto,
      METH_FASTCALL | METH_KEYWORDS, NULL},
-    {"close", (PyCFunction)udp_close, METH_NOARGS, NULL},
-    {"abort", (PyCFunction)udp_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)udp_is_closing, METH_NOARGS, NULL},
-    {"is_reading", (PyCFunction)udp_is_reading, METH_NOARGS, NULL},
     {"pause_reading", (PyCFunction)udp_pause_reading, METH_NOARGS, NULL},
     {"resume_reading", (PyCFunction)udp_resume_reading, METH_NOARGS, NULL},
-    {"get_extra_info", (PyCFunction)(void (*)(void))udp_get_extra_info,
-     METH_FASTCALL | METH_KEYWORDS, NULL},
-    {"get_protocol", (PyCFunction)udp_get_protocol, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)udp_set_protocol, METH_O, NULL},
-    {"get_write_buffer_size", (PyCFunction)udp_get_write_buffer_size,
-     METH_NOARGS, NULL},
-    {"get_write_buffer_limits", (PyCFunction)udp_get_write_buffer_limits,
-     METH_NOARGS, NULL},
-    {"set_write_buffer_limits",
-     (PyCFunction)(void (*)(void))udp_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef udp_getset[] = {
-    {"_sock", (getter)udp_get_sock, NULL, NULL, NULL},
-    {"_sock_fd", (getter)udp_get_sock_fd, NULL, NULL, NULL},
+    FL_TRANSPORT_GETSET,
     {"_loop", (getter)udp_get_loop, NULL, NULL, NULL},
-    {"_address", (getter)udp_get_address, NULL, NULL, NULL},
-    {"_closing", (getter)udp_get_closing, NULL, NULL, NULL},
-    {"_conn_lost", (getter)udp_get_conn_lost, NULL, NULL, NULL},
+    FL_TRANSPORT_FIELD("_address", object, offsetof(FlUdpTransport, address)
+                                           - offsetof(FlUdpTransport, tr)),
     {NULL},
 };
 
 static PyMemberDef udp_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(FlUdpTransport, dict), READONLY},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlUdpTransport, weakreflist),
+    {"__dictoffset__", T_PYSSIZET, offsetof(FlUdpTransport, tr.dict), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlUdpTransport, tr.weakreflist),
      READONLY},
     {NULL},
 };
@@ -1635,8 +1179,8 @@ make_base(void)
     PyTypeObject *bt_type = (PyTypeObject *)base;
     if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)
             || ((PyMemberDescrObject *)slot)->d_member->offset
-               != offsetof(FlUdpTransport, extra)
-            || bt_type->tp_basicsize != offsetof(FlUdpTransport, dict)
+               != offsetof(FlUdpTransport, tr.extra)
+            || bt_type->tp_basicsize != offsetof(FlUdpTransport, tr.dict)
             || bt_type->tp_dictoffset != 0 || bt_type->tp_weaklistoffset != 0) {
         PyErr_SetString(PyExc_ImportError,
                         "unexpected asyncio.BaseTransport layout");
@@ -1655,21 +1199,13 @@ done:
 int
 fl_udp_module_init(PyObject *module)
 {
-    static struct { PyObject **slot; const char *name; } names[] = {
+    static const fl_transport_name names[] = {
         {&str_datagram_received, "datagram_received"},
         {&str_error_received, "error_received"},
-        {&str_connection_lost, "connection_lost"},
-        {&str_pause_writing, "pause_writing"},
-        {&str_resume_writing, "resume_writing"},
         {&str_peername, "peername"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL) {
-            *names[i].slot = PyUnicode_InternFromString(names[i].name);
-            if (*names[i].slot == NULL) {
-                return -1;
-            }
-        }
+    if (fl_transport_intern(names, sizeof(names) / sizeof(names[0])) < 0) {
+        return -1;
     }
     PyObject *base = make_base();
     if (base == NULL) {

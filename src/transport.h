@@ -1,0 +1,298 @@
+/* What the transports (stream.c, udp.c) and the listener (server.c) share.
+
+   The skeleton of a transport: both transport types start their own fields
+   with an fl_transport, which holds what asyncio's _SelectorTransport
+   keeps for either kind (loop, socket, protocol and its context, watchers,
+   write flow control, closing state), and the functions here implement,
+   once, what asyncio does with it: close/abort, scheduling
+   connection_lost(), pause_writing()/resume_writing() at the water marks,
+   fatal-error reports, get_extra_info() & co. What differs per kind (the
+   write buffer, what connection_lost() releases) comes from the kind's
+   fl_transport_impl.
+
+   Also here: how a failed call is reported or leaves the loop, the
+   cold-path reports written in Python (fastloop._network), and the method
+   names they all call. */
+#ifndef FL_TRANSPORT_H
+#define FL_TRANSPORT_H
+
+#include <stddef.h>
+#include "loop.h"
+
+typedef struct {
+    PyObject *extra;            /* get_extra_info()'s dict. First: a datagram
+                                   transport's is asyncio's `_extra` slot */
+    PyObject *dict;             /* the instance __dict__: see fl_transport_of */
+    PyObject *weakreflist;
+    FlLoop *loop;
+    PyObject *sock;             /* the socket (or pipe); NULL once closed */
+    PyObject *protocol;
+    PyObject *context;          /* the loop's protocol callbacks run in it */
+    PyObject *waiter;           /* woken once connection_made() ran */
+    ev_io rio, wio;             /* readable, writable */
+    Py_ssize_t write_size;      /* get_write_buffer_size() */
+    Py_ssize_t high_water, low_water;
+    Py_ssize_t conn_lost;       /* >0 once connection_lost() is scheduled;
+                                   counts the writes dropped after that */
+    int fd;
+    char impl;                  /* FL_TRANSPORT_STREAM or _DATAGRAM */
+    char closing;
+    char paused;                /* pause_reading() */
+    char protocol_paused;       /* protocol.pause_writing() was called */
+} fl_transport;
+
+enum { FL_TRANSPORT_STREAM, FL_TRANSPORT_DATAGRAM, FL_TRANSPORT_N_IMPLS };
+
+/* What a kind of transport does its own way. */
+typedef struct {
+    /* Drops what waits to be written (write_size becomes 0). */
+    void (*clear_write_buffer)(PyObject *self);
+    /* A ready-queue entry (arg: the transport, callback: the exception or
+       None) that calls connection_lost() and releases the transport. */
+    fl_ready_fn lost_entry;
+} fl_transport_impl;
+
+/* Each kind's, defined in its own file (stream.c, udp.c). */
+extern const fl_transport_impl fl_stream_transport_impl;
+extern const fl_transport_impl fl_udp_transport_impl;
+
+#define FL_TRANSPORT_DEFAULT_HIGH_WATER (64 * 1024)
+
+/* Both transport types make fl_transport.dict their instance __dict__, so
+   the type's tp_dictoffset (inherited by subclasses) finds the header. */
+static inline fl_transport *
+fl_transport_of(PyObject *self)
+{
+    return (fl_transport *)((char *)self + Py_TYPE(self)->tp_dictoffset
+                            - offsetof(fl_transport, dict));
+}
+
+/* Sets up the header of a new transport `self` of kind `impl` on fd: a
+   reference to loop, the default water marks, and the watchers, which
+   call read_cb and write_cb with `self` as their data. */
+void fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
+                       void (*read_cb)(struct ev_loop *, ev_io *, int),
+                       void (*write_cb)(struct ev_loop *, ev_io *, int));
+
+/* ---- watchers ---- */
+
+/* Starts w unless the loop is gone or the socket closed. */
+static inline void
+fl_transport_watch_start(fl_transport *t, ev_io *w)
+{
+    if (t->loop->ev != NULL && !ev_is_active(w) && t->fd >= 0) {
+        ev_io_start(t->loop->ev, w);
+    }
+}
+
+static inline void
+fl_transport_watch_stop(fl_transport *t, ev_io *w)
+{
+    if (t->loop != NULL && t->loop->ev != NULL && ev_is_active(w)) {
+        ev_io_stop(t->loop->ev, w);
+    }
+}
+
+/* ---- running protocol callbacks ---- */
+
+/* Leaves `context`, entered with PyContext_Enter(), keeping the error of a
+   failed call (rc < 0). Returns rc, or -1 if the context could not be
+   left. */
+static inline int
+fl_transport_exit_context(PyObject *context, int rc)
+{
+    PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
+    if (PyContext_Exit(context) < 0) {
+        Py_XDECREF(pending);
+        return -1;
+    }
+    if (pending != NULL) {
+        fl_err_set_raised(pending);
+    }
+    return rc;
+}
+
+/* fn(self, arg) in `context`: fn's result, or -1 with the error set if
+   the context could not be switched. */
+static inline int
+fl_transport_call_in_context(PyObject *self, PyObject *context,
+                             int (*fn)(PyObject *, PyObject *), PyObject *arg)
+{
+    if (PyContext_Enter(context) < 0) {
+        return -1;
+    }
+    return fl_transport_exit_context(context, fn(self, arg));
+}
+
+/* ---- errors ---- */
+
+/* loop.call_exception_handler() with the transport and its protocol;
+   arguments borrowed. */
+int fl_transport_report(PyObject *self, PyObject *message, PyObject *exc);
+
+/* A protocol callback raised (error set): what must stop the loop stays
+   set (-1); the rest goes to the exception handler with `message`. */
+int fl_transport_callback_failed(PyObject *self, const char *message);
+
+/* asyncio's _fatal_error(exc, message): OSErrors only logged in debug
+   mode, other errors reported; then the transport aborts. -1 only for
+   errors that must stop the loop; `exc` borrowed. */
+int fl_transport_fatal_error(PyObject *self, PyObject *exc, const char *message);
+
+/* asyncio's logger.<level>(*args, exc_info=exc_info or not given). */
+int fl_transport_log(const char *level, PyObject *args, PyObject *exc_info);
+
+/* A write after the connection was lost: counted and dropped, with
+   `warning` logged once the count reaches asyncio's threshold. */
+int fl_transport_write_dropped(PyObject *self, const char *warning);
+
+/* ---- write flow control ---- */
+
+int fl_transport_pause_protocol(PyObject *self);
+int fl_transport_resume_protocol(PyObject *self);
+
+/* protocol.pause_writing() once the buffer is above the high-water mark. */
+static inline int
+fl_transport_maybe_pause_protocol(PyObject *self, fl_transport *t)
+{
+    if (t->write_size <= t->high_water || t->protocol_paused) {
+        return 0;
+    }
+    return fl_transport_pause_protocol(self);
+}
+
+/* protocol.resume_writing() once it drained to the low-water mark. */
+static inline int
+fl_transport_maybe_resume_protocol(PyObject *self, fl_transport *t)
+{
+    if (!t->protocol_paused || t->write_size > t->low_water) {
+        return 0;
+    }
+    return fl_transport_resume_protocol(self);
+}
+
+/* ---- closing ---- */
+
+/* connection_lost(exc) soon, from the ready queue (exc NULL: None). */
+int fl_transport_schedule_connection_lost(PyObject *self, PyObject *exc);
+
+/* abort(): drops the write buffer, stops reading, connection_lost(exc)
+   soon. Once only. */
+int fl_transport_force_close(PyObject *self, PyObject *exc);
+
+/* Stops the watchers, forgets the fd's owner and closes the socket through
+   its Python object, so that it knows. -1 with an error if close() failed
+   (the socket is forgotten all the same). */
+int fl_transport_close_sock(PyObject *self);
+
+/* "<Type closing fd=N read=polling write=<idle, bufsize=0>>"; `brief`: only
+   "<Type closing fd=N" and `brief_tail`. */
+PyObject *fl_transport_repr(PyObject *self, int brief, const char *brief_tail);
+
+/* ---- lifetime ---- */
+
+int fl_transport_traverse(fl_transport *t, visitproc visit, void *arg);
+/* Stops the watchers and drops the references, the loop's last. */
+void fl_transport_clear(fl_transport *t);
+
+/* ---- what both types offer Python ---- */
+
+PyObject *fl_transport_close_method(PyObject *self, PyObject *unused);
+PyObject *fl_transport_abort_method(PyObject *self, PyObject *unused);
+PyObject *fl_transport_is_closing(PyObject *self, PyObject *unused);
+PyObject *fl_transport_is_reading(PyObject *self, PyObject *unused);
+PyObject *fl_transport_get_protocol(PyObject *self, PyObject *unused);
+PyObject *fl_transport_get_extra_info(PyObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs, PyObject *kwnames);
+PyObject *fl_transport_get_write_buffer_size(PyObject *self, PyObject *unused);
+PyObject *fl_transport_get_write_buffer_limits(PyObject *self, PyObject *unused);
+PyObject *fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
+                                               PyObject *kwds);
+
+#define FL_TRANSPORT_METHODS \
+    {"close", fl_transport_close_method, METH_NOARGS, NULL}, \
+    {"abort", fl_transport_abort_method, METH_NOARGS, NULL}, \
+    {"is_closing", fl_transport_is_closing, METH_NOARGS, NULL}, \
+    {"is_reading", fl_transport_is_reading, METH_NOARGS, NULL}, \
+    {"get_protocol", fl_transport_get_protocol, METH_NOARGS, NULL}, \
+    {"get_extra_info", (PyCFunction)(void (*)(void))fl_transport_get_extra_info, \
+     METH_FASTCALL | METH_KEYWORDS, NULL}, \
+    {"get_write_buffer_size", fl_transport_get_write_buffer_size, METH_NOARGS, NULL}, \
+    {"get_write_buffer_limits", fl_transport_get_write_buffer_limits, METH_NOARGS, NULL}, \
+    {"set_write_buffer_limits", \
+     (PyCFunction)(void (*)(void))fl_transport_set_write_buffer_limits, \
+     METH_VARARGS | METH_KEYWORDS, NULL}
+
+/* Attribute getters for a field at `closure` bytes from the header's start
+   (a field of the header, or of a struct that begins with it): an object
+   (None for NULL), a char as a bool, a Py_ssize_t, an int. */
+PyObject *fl_transport_get_object_field(PyObject *self, void *closure);
+PyObject *fl_transport_get_bool_field(PyObject *self, void *closure);
+PyObject *fl_transport_get_ssize_field(PyObject *self, void *closure);
+PyObject *fl_transport_get_int_field(PyObject *self, void *closure);
+
+#define FL_TRANSPORT_FIELD(name, getter, offset) \
+    {name, fl_transport_get_##getter##_field, NULL, NULL, (void *)(offset)}
+
+/* The private attributes asyncio's code and tests read on both kinds. */
+#define FL_TRANSPORT_GETSET \
+    FL_TRANSPORT_FIELD("_sock", object, offsetof(fl_transport, sock)), \
+    FL_TRANSPORT_FIELD("_sock_fd", int, offsetof(fl_transport, fd)), \
+    FL_TRANSPORT_FIELD("_closing", bool, offsetof(fl_transport, closing)), \
+    FL_TRANSPORT_FIELD("_conn_lost", ssize, offsetof(fl_transport, conn_lost))
+
+/* ---- helpers for the transports and the listener ---- */
+
+/* SystemExit or KeyboardInterrupt is set: it must stop the loop. */
+int fl_transport_error_is_fatal(void);
+
+/* The current exception as an object, for a report; NULL if the error
+   must stop the loop (it stays set). */
+PyObject *fl_transport_take_nonfatal(void);
+
+/* A libev callback cannot return an error: the one set leaves the loop
+   from the ready queue instead, as asyncio lets SystemExit and
+   KeyboardInterrupt out of the callback that raised them. */
+void fl_transport_stash_fatal(FlLoop *loop);
+
+/* Calls fastloop._network.<name>(*args) and steals args (NULL: an error
+   is already set). 0, or -1 with an exception. */
+int fl_transport_call_helper(const char *name, PyObject *args);
+
+/* Interns each name into its slot (once: a slot already set is kept). */
+typedef struct {
+    PyObject **slot;
+    const char *name;
+} fl_transport_name;
+
+int fl_transport_intern(const fl_transport_name *names, size_t n);
+
+/* sock.fileno() as an int; -1 with ValueError("Invalid file descriptor")
+   if out of range, or the error fileno() raised. */
+int fl_transport_sock_fd(PyObject *sock);
+
+/* module.name, imported. */
+PyObject *fl_transport_import_attr(const char *module, const char *name);
+
+/* Interned method names; set by fl_transport_module_init. */
+extern PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost;
+
+int fl_transport_module_init(void);
+
+static inline PyObject *
+fl_call_method0(PyObject *obj, PyObject *name)
+{
+    PyObject *args[1] = {obj};
+    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+static inline PyObject *
+fl_call_method1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+#endif /* FL_TRANSPORT_H */
