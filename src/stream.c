@@ -24,6 +24,7 @@
    for reading to learn that the reader went away) are the branches on
    `kind` below, each small and named. */
 #include "stream.h"
+#include "handle.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -375,8 +376,10 @@ const fl_transport_impl fl_stream_transport_impl = {
 
 /* ---- reading ---- */
 
-/* EOF on a read pipe ends it: eof_received() (its result does not
-   matter) then connection_lost(None), as _UnixReadPipeTransport does. */
+/* EOF on a read pipe ends it, as _UnixReadPipeTransport does: it stops
+   reading and schedules eof_received() (its result does not matter), then
+   connection_lost(None). Like asyncio's call_soon, eof_received runs from a
+   Handle, in the transport's context, on the next pass of the loop. */
 static int
 on_pipe_eof(PyObject *self)
 {
@@ -387,12 +390,21 @@ on_pipe_eof(PyObject *self)
     }
     s->tr.closing = 1;
     fl_transport_watch_stop(&s->tr, &s->tr.rio);
-    PyObject *r = fl_call_method0(s->tr.protocol, str_eof_received);
-    if (r == NULL && fl_transport_callback_failed(
-            self, "Exception in callback protocol.eof_received()") < 0) {
+    PyObject *eof_received = PyObject_GetAttr(s->tr.protocol, str_eof_received);
+    if (eof_received == NULL) {
         return -1;
     }
-    Py_XDECREF(r);
+    PyObject *handle = fl_handle_new(s->tr.loop, 0, eof_received, NULL, 0,
+                                     s->tr.context);
+    Py_DECREF(eof_received);
+    if (handle == NULL) {
+        return -1;
+    }
+    int rc = fl_ready_push(&s->tr.loop->ready, fl_handle_run_entry, handle);
+    Py_DECREF(handle);
+    if (rc < 0) {
+        return -1;
+    }
     return fl_transport_schedule_connection_lost(self, NULL);
 }
 

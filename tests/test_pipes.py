@@ -296,6 +296,37 @@ def test_protocol_error_in_data_received_reported(loop):
     assert any(isinstance(c.get("exception"), ZeroDivisionError) for c in errors)
 
 
+def test_eof_received_runs_from_a_handle_after_queued_callbacks(loop):
+    # asyncio's read pipe call_soon()s eof_received: callbacks already queued
+    # run first, and an error in it is reported with the Handle.
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    order = []
+
+    class Proto(Recorder):
+        def eof_received(self):
+            order.append("eof")
+            raise ZeroDivisionError
+
+    async def main():
+        r, w = os.pipe()
+        tr, pr = await loop.connect_read_pipe(lambda: Proto(loop),
+                                              open(r, "rb", 0))
+        await asyncio.sleep(0)
+
+        def close_writer_and_queue():
+            os.close(w)                 # the EOF is there for the next poll
+            loop.call_soon(order.append, "soon")
+        loop.call_soon(close_writer_and_queue)
+        await pr.lost
+    run(loop, main())
+    assert order.index("soon") < order.index("eof"), order
+    (ctx,) = [c for c in errors if isinstance(c.get("exception"), ZeroDivisionError)]
+    assert ctx["message"].startswith("Exception in callback ")
+    assert "eof_received" in ctx["message"]
+    assert "handle" in ctx
+
+
 def test_streams_over_pipes(loop):
     async def main():
         r, w = os.pipe()
