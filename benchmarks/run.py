@@ -174,6 +174,7 @@ def run_all(args, loops):
             _progress(f"{name}: skipped ({reason})")
         else:
             repeat = min(args.repeat, spec.repeat or args.repeat)
+            repeat = max(repeat, spec.min_repeat or repeat)
             for k in range(repeat):
                 order = loops[k % len(loops):] + loops[:k % len(loops)]
                 for loop in order:

@@ -50,6 +50,7 @@ class Workload:
                                  # workloads; "proc": subprocesses
     cpu_target: Optional[float] = None  # "net": user CPU per op vs `baseline`, at most
     repeat: Optional[int] = None  # at most this many runs per loop (a steady number)
+    min_repeat: Optional[int] = None  # at least this many (a short, noisy one)
     min_python: Optional[Tuple[int, int]] = None
     quick_n: Optional[int] = None  # --quick size; default n // 10
     full_n: Optional[int] = None   # --full size; default 4 * n

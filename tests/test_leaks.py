@@ -130,3 +130,80 @@ def test_handles_are_freed(loop):
     loop.run_until_complete(asyncio.sleep(0.01))
     gc.collect()
     assert sum(r() is not None for r in refs) == 0
+
+
+def _transport_workload(loop):
+    """Bytes through every kind of transport: TCP small and bulk messages
+    (the copying and the direct read paths), a pipe in both directions past
+    its default size, and UDP datagrams."""
+    class Echo(asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr = tr
+
+        def data_received(self, data):
+            self.tr.write(data)
+
+    async def tcp():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for size in (100, 1000, 200_000, 50, 1 << 20):
+            for _ in range(5):
+                writer.write(b"x" * size)
+                await reader.readexactly(size)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    async def pipes():
+        r, w = os.pipe()
+        wt, _ = await loop.connect_write_pipe(asyncio.Protocol, open(w, "wb", 0))
+        reader = asyncio.StreamReader()
+        rt, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), open(r, "rb", 0))
+        wt.write(b"p" * (3 << 20))
+        wt.close()
+        assert len(await reader.read()) == 3 << 20
+        rt.close()
+
+    async def udp():
+        # Batches small enough for the receive buffer: UDP may drop the rest.
+        got = asyncio.Queue()
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                got.put_nowait(data)
+
+        a, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                   local_addr=("127.0.0.1", 0))
+        b, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        for _ in range(10):
+            for _ in range(20):
+                a.sendto(b"d" * 500, b.get_extra_info("sockname"))
+            for _ in range(20):
+                await asyncio.wait_for(got.get(), 10)
+        a.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    async def main():
+        await tcp()
+        await pipes()
+        await udp()
+
+    loop.run_until_complete(main())
+
+
+def test_transports_memory_settles(loop):
+    _transport_workload(loop)          # warm up
+    blocks, used = [], []
+    for _ in range(ROUNDS):
+        _transport_workload(loop)
+        gc.collect()
+        blocks.append(sys.getallocatedblocks())
+        used.append(_malloc_in_use())
+    # One leaked object per read or write would be thousands of blocks a
+    # round; one leaked bulk buffer (up to 256 KiB) would be megabytes.
+    assert blocks[-1] - blocks[1] < 1_000, blocks
+    assert used[-1] - used[1] < 2 * 1024 * 1024, used
