@@ -484,7 +484,7 @@ protocol_failed(PyObject *self, const char *message)
    glibc mmap and munmap every buffer past its 128 KiB threshold.)
    Returns NULL with *n set (0 for EOF, -1 with errno) when there is no data;
    NULL with *n 1 means a Python error. */
-#define DIRECT_READ_THRESHOLD (16 * 1024)
+#define DIRECT_READ_THRESHOLD (4 * 1024)
 
 static PyObject *
 read_into_bytes(FlStream *s, ssize_t *n)
