@@ -26,6 +26,9 @@ typedef struct {
     PyObject *server;
     PyObject *hs_timeout, *sh_timeout;
     PyObject *context;
+    /* Shared with the connections whose addresses equal them: see
+       share_addresses(). */
+    PyObject *last_sockname, *last_peer_host;
     ev_io w;
     int family, type, proto;
     int backlog;
@@ -61,6 +64,63 @@ accept_error(FlListener *l)
     return rc < 0 ? -1 : 1;
 }
 
+/* An idle connection's memory is mostly small objects, and two of them
+   repeat: every connection accepted on one address has the same sockname,
+   and a client host usually opens many connections. The connection keeps
+   the listener's equal objects instead of its own (the values, immutable,
+   are what asyncio would store). */
+static int
+share_sockname(FlListener *l, PyObject *extra)
+{
+    PyObject *name = PyDict_GetItemWithError(extra, fl_str_sockname);
+    if (name == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    int same = l->last_sockname == NULL
+               ? 0 : PyObject_RichCompareBool(name, l->last_sockname, Py_EQ);
+    if (same < 0) {
+        return -1;
+    }
+    if (!same) {
+        Py_XSETREF(l->last_sockname, Py_NewRef(name));
+        return 0;
+    }
+    return PyDict_SetItem(extra, fl_str_sockname, l->last_sockname);
+}
+
+/* addr with its host string replaced by the listener's equal one; a new
+   reference. */
+static PyObject *
+share_peer_host(FlListener *l, PyObject *addr)
+{
+    if (!PyTuple_CheckExact(addr) || PyTuple_GET_SIZE(addr) < 2
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(addr, 0))) {
+        return Py_NewRef(addr);
+    }
+    PyObject *host = PyTuple_GET_ITEM(addr, 0);
+    if (l->last_peer_host == NULL || host == l->last_peer_host) {
+        Py_XSETREF(l->last_peer_host, Py_NewRef(host));
+        return Py_NewRef(addr);
+    }
+    if (PyUnicode_Compare(host, l->last_peer_host) != 0) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_SETREF(l->last_peer_host, Py_NewRef(host));
+        return Py_NewRef(addr);
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(addr);
+    PyObject *shared = PyTuple_New(n);
+    if (shared == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(shared, 0, Py_NewRef(l->last_peer_host));
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyTuple_SET_ITEM(shared, i, Py_NewRef(PyTuple_GET_ITEM(addr, i)));
+    }
+    return shared;
+}
+
 static int
 accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
 {
@@ -75,11 +135,16 @@ accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
     int rc = 0;
     PyObject *protocol = NULL, *extra = NULL, *tr = NULL;
     protocol = PyObject_CallNoArgs(l->factory);
-    if (protocol != NULL) {
-        extra = Py_BuildValue("{sO}", "peername", addr);
+    PyObject *peername = protocol ? share_peer_host(l, addr) : NULL;
+    if (peername != NULL) {
+        extra = Py_BuildValue("{sN}", "peername", peername);
         if (extra != NULL) {
             tr = fl_stream_new_socket(l->loop, conn, protocol, extra, l->server,
                                       ctx);
+        }
+        if (tr != NULL && share_sockname(l, extra) < 0) {
+            /* Only sharing failed; the transport keeps its own sockname. */
+            PyErr_Clear();
         }
     }
     if (tr == NULL) {
@@ -316,6 +381,7 @@ listener_traverse(FlListener *l, visitproc visit, void *arg)
     Py_VISIT(l->hs_timeout);
     Py_VISIT(l->sh_timeout);
     Py_VISIT(l->context);
+    Py_VISIT(l->last_sockname);
     return 0;
 }
 
@@ -332,6 +398,8 @@ listener_clear(FlListener *l)
     Py_CLEAR(l->hs_timeout);
     Py_CLEAR(l->sh_timeout);
     Py_CLEAR(l->context);
+    Py_CLEAR(l->last_sockname);
+    Py_CLEAR(l->last_peer_host);
     return 0;
 }
 

@@ -4,7 +4,7 @@
 
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
-PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost;
+PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost, *fl_str_sockname;
 static PyObject *str_pause_writing, *str_resume_writing;
 
 static const fl_transport_impl *const impls[FL_TRANSPORT_N_IMPLS] = {
@@ -564,6 +564,7 @@ fl_transport_module_init(void)
     static const fl_transport_name names[] = {
         {&fl_str_close, "close"},
         {&fl_str_fileno, "fileno"},
+        {&fl_str_sockname, "sockname"},
         {&fl_str_connection_lost, "connection_lost"},
         {&str_pause_writing, "pause_writing"},
         {&str_resume_writing, "resume_writing"},

@@ -275,7 +275,8 @@ int fl_transport_sock_fd(PyObject *sock);
 PyObject *fl_transport_import_attr(const char *module, const char *name);
 
 /* Interned method names; set by fl_transport_module_init. */
-extern PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost;
+extern PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost,
+    *fl_str_sockname;
 
 int fl_transport_module_init(void);
 

@@ -303,3 +303,51 @@ def test_unix_cleanup_socket_false(loop, tmp_path):
         await srv.wait_closed()
         assert os.path.exists(path)
     run(loop, main())
+
+
+@pytest.mark.parametrize("family", ["inet", "inet6", "unix"])
+def test_accepted_connections_report_their_own_addresses(loop, family, tmp_path):
+    # fastloop shares equal address objects between the connections of one
+    # listener; each connection must still report its own values.
+    if family == "inet6" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    transports = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, tr):
+            transports.append(tr)
+
+    async def main():
+        if family == "unix":
+            path = str(tmp_path / "s")
+            server = await loop.create_unix_server(Keep, path)
+            make = lambda: socket.socket(socket.AF_UNIX)      # noqa: E731
+            target = path
+        else:
+            host = "127.0.0.1" if family == "inet" else "::1"
+            try:
+                server = await loop.create_server(Keep, host, 0)
+            except OSError:
+                pytest.skip(f"cannot bind {host}")
+            make = lambda: socket.socket(                     # noqa: E731
+                socket.AF_INET if family == "inet" else socket.AF_INET6)
+            target = server.sockets[0].getsockname()
+        clients = []
+        for _ in range(5):
+            c = make()
+            c.connect(target)
+            clients.append(c)
+        for _ in range(200):
+            if len(transports) == len(clients):
+                break
+            await asyncio.sleep(0.01)
+        by_peer = {tr.get_extra_info("peername"): tr for tr in transports}
+        for c in clients:
+            tr = by_peer[c.getsockname()]
+            assert tr.get_extra_info("sockname") == c.getpeername()
+            assert tr.get_extra_info("socket").getpeername() == c.getsockname()
+            c.close()
+        server.close()
+        await server.wait_closed()
+    run(loop, main())
+    assert len(transports) == 5
