@@ -28,6 +28,12 @@ fl_io_fileobj_to_fd(PyObject *fileobj)
         fd = PyLong_AsLong(res);
         Py_DECREF(res);
     }
+    return fl_io_fd_from_long(fd);
+}
+
+int
+fl_io_fd_from_long(long fd)
+{
     if (fd == -1 && PyErr_Occurred()) {
         return -1;
     }

@@ -26,6 +26,10 @@ PyObject *fl_io_remove_reader(struct FlLoop *, PyObject *);
 PyObject *fl_io_remove_writer(struct FlLoop *, PyObject *);
 /* The fd number of an int or an object with fileno(), asyncio's errors. */
 int fl_io_fileobj_to_fd(PyObject *fileobj);
+
+/* A file descriptor read as a long (PyLong_AsLong's -1 and error
+   included): the int, or -1 with ValueError("Invalid file descriptor"). */
+int fl_io_fd_from_long(long fd);
 /* Stops and forgets every watcher (loop close). */
 void fl_io_clear(struct FlLoop *loop);
 int fl_io_traverse(fl_fd_table *table, visitproc visit, void *arg);

@@ -1,5 +1,6 @@
 /* What the transports and the listener share (see transport.h). */
 #include "transport.h"
+#include "io.h"
 #include "fdowner.h"
 
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
@@ -536,14 +537,7 @@ fl_transport_sock_fd(PyObject *sock)
     }
     long fd = PyLong_AsLong(fdobj);
     Py_DECREF(fdobj);
-    if (fd == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
-        return -1;
-    }
-    return (int)fd;
+    return fl_io_fd_from_long(fd);
 }
 
 PyObject *

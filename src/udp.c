@@ -724,24 +724,15 @@ start_entry(FlLoop *loop, fl_ready_item *item)
 static int
 get_fd(PyObject *sock)
 {
-    PyObject *res = PyObject_CallMethod(sock, "fileno", NULL);
-    if (res == NULL) {
+    int fd = fl_transport_sock_fd(sock);
+    if (fd < 0) {
         return -1;
     }
-    long fd = PyLong_Check(res) ? PyLong_AsLong(res) : -1;
-    Py_DECREF(res);
-    if (fd == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
-        return -1;
-    }
-    if (fcntl((int)fd, F_GETFD) == -1) {
+    if (fcntl(fd, F_GETFD) == -1) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    return (int)fd;
+    return fd;
 }
 
 static PyObject *
