@@ -1,7 +1,8 @@
 """Pipes and subprocesses: the cold, once-per-pipe and once-per-child work.
 
 The bytes move in C: a pipe transport is `_core.StreamTransport` in pipe
-mode (src/stream.c), the same code that serves sockets. What asyncio already
+mode (src/stream.c), the same code that serves sockets; a read pipe's type
+is `_core.ReadPipeTransport`, the same object with only the reading half. What asyncio already
 does well once per call stays asyncio's own: connect_read_pipe,
 connect_write_pipe, subprocess_exec and subprocess_shell are taken from
 BaseEventLoop as functions (so every Python version keeps its own argument
@@ -68,9 +69,11 @@ class PipesMixin:
         fd = pipe.fileno()
         _check_pipe_mode(fd, kind)
         os.set_blocking(fd, False)
-        return _core.StreamTransport(self, pipe, protocol, waiter,
-                                     dict(extra) if extra else None, None,
-                                     pipe=kind)
+        # A read pipe is its own type, a ReadTransport without the writing
+        # half, as asyncio's; a write pipe is the stream transport's.
+        cls = _core.ReadPipeTransport if kind == _READ_PIPE else _core.StreamTransport
+        return cls(self, pipe, protocol, waiter,
+                   dict(extra) if extra else None, None, pipe=kind)
 
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,

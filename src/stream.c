@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/ioctl.h>
@@ -77,6 +78,7 @@ static Py_ssize_t stream_offset;
 #define ST(o) ((FlStream *)((char *)(o) + stream_offset))
 
 static PyTypeObject *stream_type;
+static PyTypeObject *read_pipe_type;   /* see read_pipe_spec */
 static PyTypeObject *loop_type;
 static PyObject *buffered_protocol_type;
 static PyObject *transport_socket_type;
@@ -883,7 +885,8 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (fd < 0) {
         return NULL;
     }
-    PyObject *self = stream_type->tp_alloc(stream_type, 0);
+    PyTypeObject *tp = kind == KIND_READ_PIPE ? read_pipe_type : stream_type;
+    PyObject *self = tp->tp_alloc(tp, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -989,6 +992,11 @@ stream_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "pipe must be 0, 1 (read) or 2 (write)");
         return NULL;
     }
+    if ((type == read_pipe_type) != (kind == KIND_READ_PIPE)) {
+        PyErr_SetString(PyExc_ValueError, "a read pipe is a ReadPipeTransport, "
+                        "and a ReadPipeTransport is a read pipe (pipe=1)");
+        return NULL;
+    }
     if (!PyObject_TypeCheck(loop, loop_type)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
         return NULL;
@@ -1014,19 +1022,9 @@ write_dropped(PyObject *self)
     Py_RETURN_NONE;
 }
 
-/* A read pipe has no write side: asyncio's has no such methods. */
-static int
-check_not_read_pipe(FlStream *s, const char *what)
-{
-    if (s->kind == KIND_READ_PIPE) {
-        PyErr_Format(PyExc_NotImplementedError,
-                     "%s() is not supported by a read pipe transport", what);
-        return -1;
-    }
-    return 0;
-}
-
-/* ...and a write pipe has no read side. */
+/* A read pipe has no write side at all: it is a ReadPipeTransport, whose
+   type has no writing methods. A write pipe has the read side's methods
+   (asyncio's inherits them from ReadTransport), which refuse: */
 static int
 check_not_write_pipe(FlStream *s, const char *what)
 {
@@ -1050,9 +1048,6 @@ writes_dropped(FlStream *s)
 static int
 check_writable(FlStream *s, const char *what)
 {
-    if (check_not_read_pipe(s, what) < 0) {
-        return -1;
-    }
     if (s->eof) {
         PyErr_Format(PyExc_RuntimeError, "Cannot call %s() after write_eof()", what);
         return -1;
@@ -1198,9 +1193,6 @@ static PyObject *
 stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     FlStream *s = ST(self);
-    if (check_not_read_pipe(s, "write_eof") < 0) {
-        return NULL;
-    }
     if (s->kind == KIND_WRITE_PIPE) {
         /* Closing the write end is the pipe's EOF: close once drained. */
         return fl_transport_close_method(self, NULL);
@@ -1218,7 +1210,7 @@ stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 stream_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(ST(self)->kind != KIND_READ_PIPE);
+    Py_RETURN_TRUE;
 }
 
 static PyObject *
@@ -1475,6 +1467,20 @@ static PyMethodDef stream_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* A read pipe has only the reading half, as asyncio's
+   _UnixReadPipeTransport (a ReadTransport): no write(), abort() or write
+   buffer methods. */
+static PyMethodDef read_pipe_methods[] = {
+    FL_TRANSPORT_READ_METHODS,
+    {"pause_reading", stream_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", stream_resume_reading, METH_NOARGS, NULL},
+    {"set_protocol", stream_set_protocol, METH_O, NULL},
+    {"_force_close", stream_force_close, METH_O, NULL},
+    {"_fatal_error", (PyCFunction)(void (*)(void))stream_fatal_error,
+     METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 /* Offsets from the start of FlStream, which is the fl_transport. */
 #define FIELD(name, getter, field) \
     FL_TRANSPORT_FIELD(name, getter, offsetof(FlStream, field))
@@ -1526,6 +1532,17 @@ static PyType_Spec stream_spec = {
     .slots = stream_slots,
 };
 
+/* The same object with the read pipe's methods, on asyncio.ReadTransport;
+   read_pipe_slots is stream_slots with the method table swapped at init. */
+static PyType_Slot read_pipe_slots[sizeof(stream_slots) / sizeof(stream_slots[0])];
+
+static PyType_Spec read_pipe_spec = {
+    .name = "fastloop.ReadPipeTransport",
+    .basicsize = 0,             /* stream_spec's */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = read_pipe_slots,
+};
+
 /* ---- module init ---- */
 
 static int
@@ -1555,29 +1572,51 @@ fl_stream_module_init(PyObject *module, fl_state *st)
     }
     PyObject *base = fl_transport_import_attr("asyncio.transports",
                                               "_FlowControlMixin");
-    if (base == NULL) {
+    PyObject *read_base = fl_transport_import_attr("asyncio.transports",
+                                                   "ReadTransport");
+    if (base == NULL || read_base == NULL) {
+        Py_XDECREF(base);
+        Py_XDECREF(read_base);
         return -1;
     }
-    PyTypeObject *bt = (PyTypeObject *)base;
+    /* One offset for both types (FlStream after the bigger base, the
+       _FlowControlMixin with its slots), so ST() serves either. */
+    PyTypeObject *bt = (PyTypeObject *)base, *rt = (PyTypeObject *)read_base;
     if (!PyType_Check(base) || bt->tp_dictoffset != 0 || bt->tp_weaklistoffset != 0
-            || bt->tp_itemsize != 0) {
+            || bt->tp_itemsize != 0 || !PyType_Check(read_base)
+            || rt->tp_dictoffset != 0 || rt->tp_weaklistoffset != 0
+            || rt->tp_itemsize != 0 || rt->tp_basicsize > bt->tp_basicsize) {
         PyErr_SetString(PyExc_ImportError,
-                        "unexpected asyncio.transports._FlowControlMixin layout");
+                        "unexpected asyncio.transports class layout");
         Py_DECREF(base);
+        Py_DECREF(read_base);
         return -1;
     }
     Py_ssize_t align = (Py_ssize_t)sizeof(void *);
     stream_offset = (bt->tp_basicsize + align - 1) / align * align;
     stream_spec.basicsize = (int)(stream_offset + sizeof(FlStream));
+    read_pipe_spec.basicsize = stream_spec.basicsize;
     stream_members[0].offset = stream_offset + offsetof(FlStream, tr.dict);
     stream_members[1].offset = stream_offset + offsetof(FlStream, tr.weakreflist);
+    memcpy(read_pipe_slots, stream_slots, sizeof(stream_slots));
+    for (PyType_Slot *slot = read_pipe_slots; slot->slot != 0; slot++) {
+        if (slot->slot == Py_tp_methods) {
+            slot->pfunc = read_pipe_methods;
+        }
+    }
     PyObject *t = PyType_FromModuleAndSpec(module, &stream_spec, base);
+    PyObject *r = t ? PyType_FromModuleAndSpec(module, &read_pipe_spec, read_base)
+                    : NULL;
     Py_DECREF(base);
-    if (t == NULL) {
+    Py_DECREF(read_base);
+    if (t == NULL || r == NULL) {
+        Py_XDECREF(t);
         return -1;
     }
     stream_type = (PyTypeObject *)t;
-    if (PyModule_AddObjectRef(module, "StreamTransport", t) < 0) {
+    read_pipe_type = (PyTypeObject *)r;
+    if (PyModule_AddObjectRef(module, "StreamTransport", t) < 0
+            || PyModule_AddObjectRef(module, "ReadPipeTransport", r) < 0) {
         return -1;
     }
     buffered_protocol_type = fl_transport_import_attr("asyncio.protocols",

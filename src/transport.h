@@ -209,14 +209,18 @@ PyObject *fl_transport_get_write_buffer_limits(PyObject *self, PyObject *unused)
 PyObject *fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
                                                PyObject *kwds);
 
-#define FL_TRANSPORT_METHODS \
+/* What every transport has; a read pipe has nothing more of these. */
+#define FL_TRANSPORT_READ_METHODS \
     {"close", fl_transport_close_method, METH_NOARGS, NULL}, \
-    {"abort", fl_transport_abort_method, METH_NOARGS, NULL}, \
     {"is_closing", fl_transport_is_closing, METH_NOARGS, NULL}, \
     {"is_reading", fl_transport_is_reading, METH_NOARGS, NULL}, \
     {"get_protocol", fl_transport_get_protocol, METH_NOARGS, NULL}, \
     {"get_extra_info", (PyCFunction)(void (*)(void))fl_transport_get_extra_info, \
-     METH_FASTCALL | METH_KEYWORDS, NULL}, \
+     METH_FASTCALL | METH_KEYWORDS, NULL}
+
+#define FL_TRANSPORT_METHODS \
+    FL_TRANSPORT_READ_METHODS, \
+    {"abort", fl_transport_abort_method, METH_NOARGS, NULL}, \
     {"get_write_buffer_size", fl_transport_get_write_buffer_size, METH_NOARGS, NULL}, \
     {"get_write_buffer_limits", fl_transport_get_write_buffer_limits, METH_NOARGS, NULL}, \
     {"set_write_buffer_limits", \

@@ -444,3 +444,31 @@ def test_pipe_already_bigger_is_not_shrunk(loop):
         os.close(r)
         return capacity
     assert run(loop, main()) == 1 << 20
+
+
+def test_read_pipe_is_a_read_transport_only(loop):
+    async def main():
+        r, w = os.pipe()
+        tr, pr = await loop.connect_read_pipe(lambda: Recorder(loop),
+                                              open(r, "rb", 0))
+        wt, _ = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+                                              open(w, "wb", 0))
+        try:
+            assert isinstance(tr, asyncio.ReadTransport)
+            assert not isinstance(tr, asyncio.WriteTransport)
+            for name in ("write", "writelines", "write_eof", "can_write_eof",
+                         "abort", "get_write_buffer_size",
+                         "set_write_buffer_limits", "get_write_buffer_limits"):
+                assert not hasattr(tr, name), name
+            assert isinstance(wt, asyncio.WriteTransport)
+            for name in ("write", "writelines", "write_eof", "abort",
+                         "get_write_buffer_size"):
+                assert hasattr(wt, name), name
+            wt.write(b"hello")
+            while bytes(pr.data) != b"hello":
+                pr.got.clear()
+                await pr.got.wait()
+        finally:
+            wt.close()
+            await pr.lost
+    run(loop, main())
