@@ -185,13 +185,10 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
             return fl_ready_push_callback(&loop->ready, callback_entry, self,
                                           cb->fn, cb->context);
         }
-        PyObject *h = fl_handle_new(loop, 0, cb->fn, &self, 1, cb->context);
-        if (h == NULL) {
-            return -1;
-        }
-        int r = fl_ready_push(&loop->ready, fl_handle_run_entry, (PyObject *)h);
-        Py_DECREF(h);
-        return r;
+        PyObject *args[2] = {cb->fn, self};
+        PyObject *h = fl_loop_schedule_soon(loop, args, 2, cb->context);
+        Py_XDECREF(h);
+        return h == NULL ? -1 : 0;
     }
     PyObject *fn = cb->fn;
     PyObject *wakeup = NULL;

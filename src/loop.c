@@ -175,9 +175,9 @@ require_callback_arg(Py_ssize_t nargs, Py_ssize_t needed, const char *method,
 
 /* ---- scheduling ---- */
 
-static PyObject *
-schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
-              PyObject *context)
+PyObject *
+fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *context)
 {
     PyObject *h = fl_handle_new(self, 0, args[0], args + 1, nargs - 1, context);
     if (h == NULL) {
@@ -205,7 +205,7 @@ loop_call_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
                         || check_callback(self, args[0], "call_soon") < 0)) {
         return NULL;
     }
-    return schedule_soon(self, args, nargs, context);
+    return fl_loop_schedule_soon(self, args, nargs, context);
 }
 
 static PyObject *
@@ -225,7 +225,7 @@ loop_call_soon_threadsafe(FlLoop *self, PyObject *const *args,
             && check_callback(self, args[0], "call_soon_threadsafe") < 0) {
         return NULL;
     }
-    PyObject *h = schedule_soon(self, args, nargs, context);
+    PyObject *h = fl_loop_schedule_soon(self, args, nargs, context);
     if (h != NULL) {
         ev_async_send(self->ev, &self->wakeup);
     }

@@ -48,6 +48,10 @@ double fl_loop_time(void);
 int fl_loop_check_closed(FlLoop *loop);
 /* Debug mode's "Non-thread-safe operation ..." check. */
 int fl_loop_check_thread(FlLoop *loop);
+/* call_soon(args[0], *args[1:nargs]) in `context` (NULL or None: a copy of
+   the current one): the new Handle, queued; NULL with an error set. */
+PyObject *fl_loop_schedule_soon(FlLoop *loop, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *context);
 /* A timer handle was cancelled while in the heap. */
 void fl_loop_timer_cancelled(FlLoop *loop, PyObject *timer);
 /* Re-creates kernel state (epoll, eventfd) in a forked child. */

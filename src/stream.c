@@ -24,7 +24,6 @@
    for reading to learn that the reader went away) are the branches on
    `kind` below, each small and named. */
 #include "stream.h"
-#include "handle.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -396,17 +395,13 @@ on_pipe_eof(PyObject *self)
     if (eof_received == NULL) {
         return -1;
     }
-    PyObject *handle = fl_handle_new(s->tr.loop, 0, eof_received, NULL, 0,
-                                     s->tr.context);
+    PyObject *handle = fl_loop_schedule_soon(s->tr.loop, &eof_received, 1,
+                                             s->tr.context);
     Py_DECREF(eof_received);
     if (handle == NULL) {
         return -1;
     }
-    int rc = fl_ready_push(&s->tr.loop->ready, fl_handle_run_entry, handle);
     Py_DECREF(handle);
-    if (rc < 0) {
-        return -1;
-    }
     return fl_transport_schedule_connection_lost(self, NULL);
 }
 
@@ -606,12 +601,19 @@ read_buffered(PyObject *self)
     return 0;
 }
 
-/* Runs fn(self) in the transport's context from a libev callback. */
+/* What each of the transport's libev callbacks does: counts the event and,
+   unless an earlier callback failed (the run loop raises that error),
+   runs fn(transport) in the transport's context. */
 static void
-run_in_context(PyObject *self, int (*fn)(PyObject *, PyObject *))
+run_in_context(ev_io *w, int (*fn)(PyObject *, PyObject *))
 {
+    PyObject *self = w->data;
     FlStream *s = ST(self);
     FlLoop *loop = s->tr.loop;
+    loop->io_events++;
+    if (PyErr_Occurred()) {
+        return;
+    }
     Py_INCREF(self);
     Py_INCREF(loop);
     if (fl_transport_call_in_context(self, s->tr.context, fn, NULL) < 0) {
@@ -634,12 +636,7 @@ do_read(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    PyObject *self = w->data;
-    ST(self)->tr.loop->io_events++;
-    if (PyErr_Occurred()) {
-        return;     /* an earlier callback failed; the run loop raises it */
-    }
-    run_in_context(self, do_read);
+    run_in_context(w, do_read);
 }
 
 /* A write pipe's fd turns readable (EPOLLERR/EPOLLHUP) when the reading
@@ -671,12 +668,7 @@ do_peer_closed(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 peer_closed_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    PyObject *self = w->data;
-    ST(self)->tr.loop->io_events++;
-    if (PyErr_Occurred()) {
-        return;
-    }
-    run_in_context(self, do_peer_closed);
+    run_in_context(w, do_peer_closed);
 }
 
 /* ---- writing ---- */
@@ -735,12 +727,7 @@ do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    PyObject *self = w->data;
-    ST(self)->tr.loop->io_events++;
-    if (PyErr_Occurred()) {
-        return;
-    }
-    run_in_context(self, do_write_ready);
+    run_in_context(w, do_write_ready);
 }
 
 /* ---- creation ---- */
