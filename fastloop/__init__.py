@@ -8,7 +8,7 @@ import asyncio as _asyncio
 import os as _os
 import sys as _sys
 
-from . import _core, _helpers
+from . import _core, _helpers, _introspection
 from ._loop import Loop
 
 __all__ = ("Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
@@ -46,7 +46,13 @@ _core._set_helpers(
     swap_current_task=getattr(_asyncio.tasks, "_swap_current_task", None),
     register_eager_task=getattr(_asyncio.tasks, "_register_eager_task", None),
     unregister_eager_task=getattr(_asyncio.tasks, "_unregister_eager_task", None),
+    future_add_to_awaited_by=getattr(_asyncio.futures, "future_add_to_awaited_by", None),
+    future_discard_from_awaited_by=getattr(_asyncio.futures,
+                                           "future_discard_from_awaited_by", None),
 )
+# 3.14+: asyncio's all_tasks(), call graph and `asyncio ps` read fields of
+# the base Task struct; fastloop keeps them current (src/introspect.h).
+_introspection.setup(_core)
 # A forked child gets fresh kernel state (epoll, eventfd) for its loops, so
 # closing or running an inherited loop never touches the parent's.
 _os.register_at_fork(after_in_child=_core._after_fork_in_child)

@@ -2,6 +2,7 @@
 #include "loop.h"
 #include "handle.h"
 #include "task.h"
+#include "introspect.h"
 
 Py_ssize_t fl_fields_offset;
 PyTypeObject *fl_future_type_g;
@@ -510,7 +511,7 @@ fl_future_traverse(PyObject *self, visitproc visit, void *arg)
         Py_VISIT(f->callbacks[i].fn);
         Py_VISIT(f->callbacks[i].context);
     }
-    return 0;
+    return fl_base_traverse_future(self, visit, arg);
 }
 
 void
@@ -533,6 +534,7 @@ fl_future_clear(PyObject *self)
     Py_CLEAR(f->cancel_msg);
     Py_CLEAR(f->cancelled_exc);
     Py_CLEAR(f->source_traceback);
+    fl_base_clear_future(self);
     release_callbacks(cbs, n, &local_inline);
 }
 
@@ -1107,6 +1109,15 @@ set_blocking(PyObject *self, PyObject *value, void *closure)
     return 0;
 }
 
+#if PY_VERSION_HEX >= 0x030E0000
+/* The call graph's awaiters, kept where asyncio's own code writes them. */
+static PyObject *
+get_awaited_by(PyObject *self, void *closure)
+{
+    return fl_base_awaited_by_get(self);
+}
+#endif
+
 PyGetSetDef fl_future_common_getset[] = {
     {"_state", get_state, NULL, NULL, NULL},
     {"_result", get_result_attr, NULL, NULL, NULL},
@@ -1117,6 +1128,9 @@ PyGetSetDef fl_future_common_getset[] = {
     {"_cancel_message", get_cancel_message, set_cancel_message, NULL, NULL},
     {"_log_traceback", get_log_traceback, set_log_traceback, NULL, NULL},
     {"_asyncio_future_blocking", get_blocking, set_blocking, NULL, NULL},
+#if PY_VERSION_HEX >= 0x030E0000
+    {"_asyncio_awaited_by", get_awaited_by, NULL, NULL, NULL},
+#endif
     {NULL},
 };
 

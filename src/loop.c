@@ -343,6 +343,63 @@ loop_create_future(FlLoop *self, PyObject *Py_UNUSED(ignored))
     return fut;
 }
 
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14+: create_task(coro, **kwargs) hands every keyword to the task
+   factory, or to Task() (name, context, eager_start), as asyncio does. */
+static PyObject *
+loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly 1 positional argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->task_factory != NULL && self->task_factory != Py_None) {
+        /* factory(loop, coro, **kwargs): the loop goes in front of args. */
+        Py_ssize_t n = 1 + nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject **stack = PyMem_Malloc(n * sizeof(PyObject *));
+        if (stack == NULL) {
+            return PyErr_NoMemory();
+        }
+        stack[0] = (PyObject *)self;
+        memcpy(stack + 1, args, (n - 1) * sizeof(PyObject *));
+        PyObject *task = PyObject_Vectorcall(self->task_factory, stack, 2, kwnames);
+        PyMem_Free(stack);
+        return task;
+    }
+    PyObject *name = Py_None, *context = Py_None;
+    int eager = 0;
+    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *value = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+            name = value;
+        }
+        else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+            context = value;
+        }
+        else if (PyUnicode_CompareWithASCIIString(key, "eager_start") == 0) {
+            eager = PyObject_IsTrue(value);
+            if (eager < 0) {
+                return NULL;
+            }
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "Task.__init__() got an unexpected keyword argument '%S'",
+                         key);
+            return NULL;
+        }
+    }
+    return fl_task_new(self->state, args[0], (PyObject *)self, name, context, eager);
+}
+#else
 /* create_task(coro, *, name=None, context=None); no context= on 3.10. */
 static PyObject *
 loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
@@ -376,7 +433,7 @@ loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
         return NULL;
     }
     if (self->task_factory == NULL || self->task_factory == Py_None) {
-        return fl_task_new(self->state, args[0], (PyObject *)self, name, context);
+        return fl_task_new(self->state, args[0], (PyObject *)self, name, context, 0);
     }
     /* A factory is called as each Python version calls it. */
     PyObject *task;
@@ -401,6 +458,7 @@ loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
     }
     return task;
 }
+#endif
 
 /* ---- the run loop ---- */
 

@@ -11,6 +11,7 @@
 #include "server.h"
 #include "udp.h"
 #include "process.h"
+#include "introspect.h"
 
 static struct PyModuleDef fl_module_def;
 
@@ -81,6 +82,8 @@ static const struct {
     SLOT("swap_current_task", swap_current_task),
     SLOT("register_eager_task", register_eager_task),
     SLOT("unregister_eager_task", unregister_eager_task),
+    SLOT("future_add_to_awaited_by", awaited_by_add),
+    SLOT("future_discard_from_awaited_by", awaited_by_discard),
 #undef SLOT
 };
 #define N_HELPER_SLOTS (sizeof(helper_slots) / sizeof(helper_slots[0]))
@@ -125,6 +128,12 @@ after_fork_in_child(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+base_fields_bound(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(fl_base.on);
+}
+
+static PyObject *
 libev_version(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("(ii)", ev_version_major(), ev_version_minor());
@@ -134,6 +143,9 @@ static PyMethodDef module_methods[] = {
     {"_set_helpers", (PyCFunction)(void (*)(void))set_helpers,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_after_fork_in_child", after_fork_in_child, METH_NOARGS, NULL},
+    {"_bind_base_fields", (PyCFunction)(void (*)(void))fl_base_bind, METH_FASTCALL,
+     "Checks asyncio's published debug offsets and keeps those fields current."},
+    {"_base_fields_bound", base_fields_bound, METH_NOARGS, NULL},
     {"libev_version", libev_version, METH_NOARGS,
      "The (major, minor) version of the libev fastloop runs on."},
     {NULL, NULL, 0, NULL},

@@ -43,6 +43,8 @@ typedef struct {
     PyObject *swap_current_task;         /* 3.12+, else None */
     PyObject *register_eager_task;       /* 3.12+, else None */
     PyObject *unregister_eager_task;     /* 3.12+, else None */
+    PyObject *awaited_by_add;            /* 3.14+ future_add_to_awaited_by, else None */
+    PyObject *awaited_by_discard;        /* 3.14+ future_discard_from_awaited_by */
 
     unsigned long long task_name_counter;
 

@@ -1,6 +1,7 @@
 #include "task.h"
 #include "loop.h"
 #include "handle.h"
+#include "introspect.h"
 
 /* A task awaiting a fastloop future on a fastloop loop is woken by a C
    entry in the ready queue: no Handle, no bound method, no attribute lookup.
@@ -18,6 +19,7 @@ static int task_step(fl_state *st, PyObject *task, PyObject *exc, FlLoop *lazy);
 static int task_step_entry(FlLoop *loop, fl_ready_item *item);
 static int task_wakeup_entry(FlLoop *loop, fl_ready_item *item);
 static int task_cancel(fl_state *st, PyObject *task, PyObject *msg);
+static int link_awaiter(fl_state *st, PyObject *fut, PyObject *task, int add);
 
 /* ---- current task bookkeeping (asyncio.current_task) ---- */
 
@@ -46,14 +48,19 @@ call1(PyObject *fn, PyObject *a)
 
 /* ---- asyncio.all_tasks() registration ---- */
 
-/* asyncio keeps tasks in a WeakSet whose weakrefs call back into Python
-   when a task dies. When that WeakSet is the stock one, fastloop adds a
-   plain weakref to its underlying set and takes it out again when the task
-   is done (all_tasks() skips done tasks anyway): two set operations in C
-   instead of two Python calls per task. */
+/* 3.14+: the task list in the base struct that all_tasks() walks (see
+   introspect.h). Before 3.14, asyncio keeps tasks in a WeakSet whose
+   weakrefs call back into Python when a task dies. When that WeakSet is the
+   stock one, fastloop adds a plain weakref to its underlying set and takes
+   it out again when the task is done (all_tasks() skips done tasks anyway):
+   two set operations in C instead of two Python calls per task. */
 static int
 register_task(fl_state *st, PyObject *task)
 {
+    if (fl_base.on) {
+        fl_base_register_task(task);
+        return 0;
+    }
     if (st->task_registry == Py_None || !PySet_Check(st->task_registry)) {
         return call1(st->register_task, task);
     }
@@ -73,6 +80,7 @@ register_task(fl_state *st, PyObject *task)
 static void
 unregister_task(fl_state *st, PyObject *task)
 {
+    fl_base_unregister_task(task);
     FlTaskFields *t = FL_TASK(task);
     PyObject *ref = t->registry_ref;
     if (ref == NULL) {
@@ -91,16 +99,64 @@ unregister_task(fl_state *st, PyObject *task)
     Py_DECREF(ref);
 }
 
-/* asyncio.current_task() reads a dict keyed by loop that _enter_task()
-   and _leave_task() maintain; when it is available, fastloop updates it
+/* asyncio.current_task() reads the running task from the thread state
+   (3.14+) or from a dict keyed by loop (before), which _enter_task() and
+   _leave_task() maintain; where fastloop can reach it, it updates it
    directly, with the same checks, and saves two calls per step. */
+static int
+current_task_is_direct(fl_state *st)
+{
+    return fl_base.on || PyDict_CheckExact(st->current_tasks);
+}
+
+/* The task current for `loop` (borrowed; NULL for none, or on error). */
+static PyObject *
+current_task_of(fl_state *st, PyObject *loop)
+{
+    if (fl_base.on) {
+        if (fl_base_running_loop() != loop) {
+            PyErr_Format(PyExc_RuntimeError, "loop %R is not the running loop",
+                         loop);
+            return NULL;
+        }
+        return *fl_base_running_task_slot();
+    }
+    return PyDict_GetItemWithError(st->current_tasks, loop);
+}
+
+/* Makes `task` (or nobody, for NULL) the current task of the loop, whose
+   current task was just read with current_task_of(). */
+static int
+set_current_task(fl_state *st, PyObject *loop, PyObject *task)
+{
+    if (fl_base.on) {
+        Py_XSETREF(*fl_base_running_task_slot(), Py_XNewRef(task));
+        return 0;
+    }
+    if (task == NULL) {
+        return PyDict_DelItem(st->current_tasks, loop);
+    }
+    return PyDict_SetItem(st->current_tasks, loop, task);
+}
+
+static int
+err_leave_task(PyObject *task, PyObject *current)
+{
+    if (!PyErr_Occurred()) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Leaving task %R does not match the current task %R.",
+                     task, current ? current : Py_None);
+    }
+    return -1;
+}
+
 static int
 enter_task(fl_state *st, PyObject *loop, PyObject *task)
 {
-    if (!PyDict_CheckExact(st->current_tasks)) {
+    if (!current_task_is_direct(st)) {
         return call2(st->enter_task, loop, task);
     }
-    PyObject *current = PyDict_GetItemWithError(st->current_tasks, loop);
+    PyObject *current = current_task_of(st, loop);
     if (current != NULL) {
         PyErr_Format(PyExc_RuntimeError,
                      "Cannot enter into task %R while another task %R is "
@@ -110,30 +166,25 @@ enter_task(fl_state *st, PyObject *loop, PyObject *task)
     if (PyErr_Occurred()) {
         return -1;
     }
-    return PyDict_SetItem(st->current_tasks, loop, task);
+    return set_current_task(st, loop, task);
 }
 
 static int
 leave_task(fl_state *st, PyObject *loop, PyObject *task)
 {
-    if (!PyDict_CheckExact(st->current_tasks)) {
+    if (!current_task_is_direct(st)) {
         return call2(st->leave_task, loop, task);
     }
-    PyObject *current = PyDict_GetItemWithError(st->current_tasks, loop);
+    PyObject *current = current_task_of(st, loop);
     if (current != task) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_RuntimeError,
-                         "Leaving task %R does not match the current task %R.",
-                         task, current ? current : Py_None);
-        }
-        return -1;
+        return err_leave_task(task, current);
     }
-    return PyDict_DelItem(st->current_tasks, loop);
+    return set_current_task(st, loop, NULL);
 }
 
 /* Task steps run back to back from a fastloop ready queue hand the current
-   task over by overwriting its dict entry, instead of deleting and adding it
-   again for every step (which churns the dict into a resize every few
+   task over by overwriting it, instead of leaving and entering again for
+   every step (which, with the dict, churns it into a resize every few
    steps): nothing else runs between them. The loop leaves for good, with
    fl_task_leave_current(), before it runs anything else. */
 static int
@@ -149,17 +200,11 @@ enter_task_lazily(fl_state *st, FlLoop *loop, PyObject *task)
         }
     }
     else {
-        PyObject *current = PyDict_GetItemWithError(st->current_tasks,
-                                                    (PyObject *)loop);
+        PyObject *current = current_task_of(st, (PyObject *)loop);
         if (current != prev) {
-            if (!PyErr_Occurred()) {
-                PyErr_Format(PyExc_RuntimeError,
-                             "Leaving task %R does not match the current task %R.",
-                             prev, current ? current : Py_None);
-            }
-            return -1;
+            return err_leave_task(prev, current);
         }
-        if (PyDict_SetItem(st->current_tasks, (PyObject *)loop, task) < 0) {
+        if (set_current_task(st, (PyObject *)loop, task) < 0) {
             return -1;
         }
     }
@@ -227,7 +272,7 @@ run_in_context(fl_state *st, PyObject *task, PyObject *exc, FlLoop *loop)
     }
     /* Hand-over of the current task only where asyncio's dict is ours to
        update directly (see enter_task_lazily). */
-    FlLoop *lazy = PyDict_CheckExact(st->current_tasks) ? loop : NULL;
+    FlLoop *lazy = current_task_is_direct(st) ? loop : NULL;
     int r = task_step(st, task, exc, lazy);
     if (r < 0) {
         PyObject *err = fl_err_get_raised();
@@ -267,6 +312,10 @@ task_wakeup_entry(FlLoop *loop, fl_ready_item *item)
     if (fut != NULL) {
         FlFutureFields *f = FL_FUT(fut);
         Py_INCREF(fut);
+        if (fl_base_awaited_by_discard(fut, task) < 0) {
+            Py_DECREF(fut);
+            return report_step_error(st, task);
+        }
         if (f->state == FL_CANCELLED) {
             exc = fl_future_make_cancelled_error(st, fut);
         }
@@ -307,6 +356,9 @@ py_wakeup(PyObject *task, PyObject *future)
 {
     fl_state *st = task_state(task);
     PyObject *exc = NULL;
+    if (link_awaiter(st, future, task, 0) < 0) {
+        return NULL;
+    }
     if (fl_future_is_exact(future)) {
         PyObject *res = fl_future_result(st, future);
         if (res == NULL) {
@@ -410,6 +462,23 @@ cancel_waiter(fl_state *st, PyObject *waiter, PyObject *msg)
     return truth;
 }
 
+/* 3.14+: the call graph's link from a future to the task awaiting it,
+   added when the task starts waiting and discarded when it wakes. Foreign
+   futures go through asyncio's own functions, which skip what is not an
+   asyncio Future. */
+static int
+link_awaiter(fl_state *st, PyObject *fut, PyObject *task, int add)
+{
+    if (fl_future_is_ours(fut)) {
+        return add ? fl_base_awaited_by_add(fut, task)
+                   : fl_base_awaited_by_discard(fut, task);
+    }
+    if (st->awaited_by_add == Py_None) {
+        return 0;
+    }
+    return call2(add ? st->awaited_by_add : st->awaited_by_discard, fut, task);
+}
+
 static PyObject *
 loop_of_future(PyObject *fut)
 {
@@ -427,6 +496,10 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
 {
     FlTaskFields *t = FL_TASK(task);
     int r;
+    if (link_awaiter(st, fut, task, 1) < 0) {
+        Py_DECREF(fut);
+        return -1;
+    }
     if (ours && t->fut.fl_loop != NULL) {
         FL_FUT(fut)->blocking = 0;
         r = fl_future_add_callback(st, fut, task, NULL, task_wakeup_entry);
@@ -707,7 +780,15 @@ eager_start(fl_state *st, PyObject *task)
         Py_DECREF(loop);
         return -1;
     }
-    int r = call1(st->register_eager_task, task);
+    /* On 3.14+ the task joins the task list for its eager step and leaves
+       it by itself when it finishes there, as asyncio's does. */
+    int r = 0;
+    if (fl_base.on) {
+        fl_base_register_task(task);
+    }
+    else {
+        r = call1(st->register_eager_task, task);
+    }
     if (r == 0) {
         if (PyContext_Enter(t->context) < 0) {
             r = -1;
@@ -725,7 +806,8 @@ eager_start(fl_state *st, PyObject *task)
             }
         }
         PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
-        if (call1(st->unregister_eager_task, task) < 0 && err == NULL) {
+        if (!fl_base.on && call1(st->unregister_eager_task, task) < 0
+                && err == NULL) {
             err = fl_err_get_raised();
             r = -1;
         }
@@ -744,6 +826,7 @@ eager_start(fl_state *st, PyObject *task)
     Py_DECREF(cur);
     if (t->fut.state != FL_PENDING) {
         Py_CLEAR(t->coro);
+        fl_base_set(task, fl_base.coro, NULL);
     }
     else if (register_task(st, task) < 0) {
         Py_XDECREF(err);
@@ -780,11 +863,36 @@ task_clear_fields(PyObject *task)
     if (t->registry_ref != NULL) {
         unregister_task(fl_state_from_type(Py_TYPE(task)), task);
     }
+    fl_base_clear_task(task);
     Py_CLEAR(t->coro);
     Py_CLEAR(t->context);
     Py_CLEAR(t->name);
     Py_CLEAR(t->fut_waiter);
     Py_CLEAR(t->step_exc);
+}
+
+/* 3.14+: what `python -m asyncio ps` reads of a task. An unnamed task is
+   published by number, as asyncio's own are; the tool prints "Task-<n>". */
+static int
+publish_name_and_coro(PyObject *task)
+{
+    if (!fl_base.on) {
+        return 0;
+    }
+    FlTaskFields *t = FL_TASK(task);
+    fl_base_init_task(task);
+    fl_base_set(task, fl_base.coro, t->coro);
+    if (t->name != NULL) {
+        fl_base_set(task, fl_base.name, t->name);
+        return 0;
+    }
+    PyObject *number = PyLong_FromUnsignedLongLong(t->name_id);
+    if (number == NULL) {
+        return -1;
+    }
+    fl_base_set(task, fl_base.name, number);
+    Py_DECREF(number);
+    return 0;
 }
 
 static int
@@ -817,6 +925,9 @@ task_init(fl_state *st, PyObject *self, PyObject *coro, PyObject *loop,
         }
     }
     t->coro = Py_NewRef(coro);
+    if (publish_name_and_coro(self) < 0) {
+        return -1;
+    }
     t->context = context == NULL || context == Py_None
                  ? PyContext_CopyCurrent() : Py_NewRef(context);
     if (t->context == NULL) {
@@ -866,14 +977,14 @@ task_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 
 PyObject *
 fl_task_new(fl_state *st, PyObject *coro, PyObject *loop, PyObject *name,
-            PyObject *context)
+            PyObject *context, int eager)
 {
     PyTypeObject *type = st->task_type;
     PyObject *task = type->tp_alloc(type, 0);
     if (task == NULL) {
         return NULL;
     }
-    if (task_init(st, task, coro, loop, name, context, 0) < 0) {
+    if (task_init(st, task, coro, loop, name, context, eager) < 0) {
         Py_DECREF(task);
         return NULL;
     }
@@ -994,6 +1105,7 @@ task_set_name(PyObject *self, PyObject *value)
         return NULL;
     }
     Py_XSETREF(FL_TASK(self)->name, name);
+    fl_base_set(self, fl_base.name, name);
     Py_RETURN_NONE;
 }
 
@@ -1131,7 +1243,8 @@ task_tp_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->name);
     Py_VISIT(t->fut_waiter);
     Py_VISIT(t->step_exc);
-    int r = fl_future_visit_dict(self, visit, arg);
+    int r = fl_base_traverse_task(self, visit, arg);
+    r = r ? r : fl_future_visit_dict(self, visit, arg);
     return r ? r : fl_future_traverse(self, visit, arg);
 }
 

@@ -30,9 +30,9 @@ int fl_task_is_step_entry(fl_ready_fn fn);
 int fl_task_leave_current(struct FlLoop *loop);
 /* A callable(future) that wakes `task`: for futures that are not ours. */
 PyObject *fl_task_wakeup_callable(fl_state *st, PyObject *task);
-/* A new fastloop Task, as Task(coro, loop=, name=, context=). */
+/* A new fastloop Task, as Task(coro, loop=, name=, context=, eager_start=). */
 PyObject *fl_task_new(fl_state *st, PyObject *coro, PyObject *loop,
-                      PyObject *name, PyObject *context);
+                      PyObject *name, PyObject *context, int eager);
 /* Adds Future's shared methods to the Task type once it exists. */
 int fl_task_type_ready(PyTypeObject *task_type);
 
