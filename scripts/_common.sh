@@ -19,11 +19,30 @@ ensure_libev() {
     fi
 }
 
+# CPython versions newer than the host's come from a Debian sid chroot made
+# by scripts/newer-pythons (see there): `newer-pythons run 3.14 CMD...`.
+NEWER_PYTHONS="$ROOT/scripts/newer-pythons"
+
+# Does a FASTLOOP_PYTHONS entry (python3.14 or 3.14) name a chroot version?
+# Prints the version if so. FASTLOOP_NO_CHROOT=1: none does.
+chroot_version_of() {
+    [ "${FASTLOOP_NO_CHROOT:-}" = 1 ] && return 1
+    local v=${1#python}
+    case " $("$NEWER_PYTHONS" versions | tr '\n' ' ') " in
+        *" $v "*) echo "$v" ;;
+        *) return 1 ;;
+    esac
+}
+
 # The CPython 3.10-3.13 interpreters on this machine, one path per line.
-# FASTLOOP_PYTHONS (space separated) overrides the search.
+# FASTLOOP_PYTHONS (space separated) overrides the search; its entries that
+# name a chroot version (find_chroot_pythons) are left out here.
 find_pythons() {
     if [ -n "${FASTLOOP_PYTHONS:-}" ]; then
-        printf '%s\n' $FASTLOOP_PYTHONS
+        local p
+        for p in $FASTLOOP_PYTHONS; do
+            chroot_version_of "$p" >/dev/null || echo "$p"
+        done
         return
     fi
     local v p seen=""
@@ -39,16 +58,38 @@ find_pythons() {
     done
 }
 
+# The chroot versions to run (3.14, 3.15), one per line: those that
+# FASTLOOP_PYTHONS names, or, without it, all that scripts/newer-pythons
+# provides; none with FASTLOOP_NO_CHROOT=1.
+find_chroot_pythons() {
+    [ "${FASTLOOP_NO_CHROOT:-}" = 1 ] && return 0
+    if [ -n "${FASTLOOP_PYTHONS:-}" ]; then
+        local p
+        for p in $FASTLOOP_PYTHONS; do
+            chroot_version_of "$p" || true
+        done
+        return 0
+    fi
+    "$NEWER_PYTHONS" versions
+}
+
+# Build the extension in place (each version gets its own .so) with a
+# Python command: `build_inplace python3.12`, or
+# `build_inplace scripts/newer-pythons run 3.14 python`.
+build_inplace() {
+    (cd "$ROOT" && "$@" setup.py -q build_ext --inplace >/dev/null) || {
+        echo "build failed for $*; rerunning to show the errors" >&2
+        (cd "$ROOT" && "$@" setup.py build_ext --inplace)
+        return 1
+    }
+}
+
 # Install the Python packages the tests or benchmarks need, then build the
-# extension in place for that interpreter (each version gets its own .so).
+# extension in place for that interpreter.
 prepare_python() {
     local py=$1
     shift
     "$py" -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" setuptools wheel >/dev/null 2>&1 \
         || "$py" -m pip install -q --disable-pip-version-check "$@" setuptools wheel
-    (cd "$ROOT" && "$py" setup.py -q build_ext --inplace >/dev/null) || {
-        echo "build failed for $py; rerunning to show the errors" >&2
-        (cd "$ROOT" && "$py" setup.py build_ext --inplace)
-        return 1
-    }
+    build_inplace "$py"
 }
