@@ -1,4 +1,4 @@
-/* CPython 3.10-3.13 differences, in one place. */
+/* CPython 3.10-3.15 differences, in one place. */
 #ifndef FL_COMPAT_H
 #define FL_COMPAT_H
 
@@ -77,5 +77,12 @@ fl_future_wraps_stopiteration(void)
     return 0;
 #endif
 }
+
+/* transport.write()'s TypeError names the accepted types this way. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define FL_WRITE_TYPES_WORDING "bytes, bytearray, or memoryview object"
+#else
+#define FL_WRITE_TYPES_WORDING "bytes-like object"
+#endif
 
 #endif /* FL_COMPAT_H */

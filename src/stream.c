@@ -1052,8 +1052,8 @@ stream_write(PyObject *self, PyObject *data)
 {
     FlStream *s = ST(self);
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
-        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like "
-                     "object, not '%.200s'", Py_TYPE(data)->tp_name);
+        PyErr_Format(PyExc_TypeError, "data argument must be a %s, not '%.200s'",
+                     FL_WRITE_TYPES_WORDING, Py_TYPE(data)->tp_name);
         return NULL;
     }
     if (check_writable(s, "write") < 0) {
