@@ -114,7 +114,7 @@ fl_base_bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 void
 fl_base_init_task(PyObject *task)
 {
-    if (fl_base.on) {
+    if (FL_BASE_ON) {
         *FL_BASE_BYTE(task, fl_base.is_task) = 1;
     }
 }
@@ -123,11 +123,8 @@ fl_base_init_task(PyObject *task)
    state holds a head; a task is appended at the tail. With the GIL held,
    as asyncio does on the default build, no lock is needed. */
 void
-fl_base_register_task(PyObject *task)
+fl_base_link_task(PyObject *task)
 {
-    if (!fl_base.on || fl_base_task_registered(task)) {
-        return;
-    }
     fl_llist_node *head = (fl_llist_node *)(
         (char *)PyThreadState_Get() + fl_base.ts_tasks_head);
     fl_llist_node *node = (fl_llist_node *)((char *)task + fl_base.node);
@@ -138,11 +135,8 @@ fl_base_register_task(PyObject *task)
 }
 
 void
-fl_base_unregister_task(PyObject *task)
+fl_base_unlink_task(PyObject *task)
 {
-    if (!fl_base.on || !fl_base_task_registered(task)) {
-        return;
-    }
     fl_llist_node *node = (fl_llist_node *)((char *)task + fl_base.node);
     node->prev->next = node->next;
     node->next->prev = node->prev;
@@ -152,11 +146,8 @@ fl_base_unregister_task(PyObject *task)
 /* One waiter is kept as itself, several in a set, as asyncio does (its
    own C code writes these same fields of our objects). */
 int
-fl_base_awaited_by_add(PyObject *fut, PyObject *waiter)
+fl_base_awaited_by_add_(PyObject *fut, PyObject *waiter)
 {
-    if (!fl_base.on) {
-        return 0;
-    }
     PyObject **slot = FL_BASE_FIELD(fut, fl_base.awaited_by);
     char *is_set = FL_BASE_BYTE(fut, fl_base.awaited_by_is_set);
     if (*slot == NULL) {
@@ -178,11 +169,8 @@ fl_base_awaited_by_add(PyObject *fut, PyObject *waiter)
 }
 
 int
-fl_base_awaited_by_discard(PyObject *fut, PyObject *waiter)
+fl_base_awaited_by_discard_(PyObject *fut, PyObject *waiter)
 {
-    if (!fl_base.on) {
-        return 0;
-    }
     PyObject **slot = FL_BASE_FIELD(fut, fl_base.awaited_by);
     if (*slot == NULL) {
         return 0;
@@ -200,7 +188,7 @@ fl_base_awaited_by_discard(PyObject *fut, PyObject *waiter)
 PyObject *
 fl_base_awaited_by_get(PyObject *fut)
 {
-    if (!fl_base.on) {
+    if (!FL_BASE_ON) {
         Py_RETURN_NONE;
     }
     PyObject *by = *FL_BASE_FIELD(fut, fl_base.awaited_by);
@@ -220,39 +208,31 @@ fl_base_awaited_by_get(PyObject *fut)
 }
 
 int
-fl_base_traverse_future(PyObject *obj, visitproc visit, void *arg)
+fl_base_traverse_future_(PyObject *obj, visitproc visit, void *arg)
 {
-    if (fl_base.on) {
-        Py_VISIT(*FL_BASE_FIELD(obj, fl_base.awaited_by));
-    }
+    Py_VISIT(*FL_BASE_FIELD(obj, fl_base.awaited_by));
     return 0;
 }
 
 int
-fl_base_traverse_task(PyObject *task, visitproc visit, void *arg)
+fl_base_traverse_task_(PyObject *task, visitproc visit, void *arg)
 {
-    if (fl_base.on) {
-        Py_VISIT(*FL_BASE_FIELD(task, fl_base.name));
-        Py_VISIT(*FL_BASE_FIELD(task, fl_base.coro));
-    }
+    Py_VISIT(*FL_BASE_FIELD(task, fl_base.name));
+    Py_VISIT(*FL_BASE_FIELD(task, fl_base.coro));
     return 0;
 }
 
 void
-fl_base_clear_future(PyObject *obj)
+fl_base_clear_future_(PyObject *obj)
 {
-    if (fl_base.on) {
-        Py_CLEAR(*FL_BASE_FIELD(obj, fl_base.awaited_by));
-        *FL_BASE_BYTE(obj, fl_base.awaited_by_is_set) = 0;
-    }
+    Py_CLEAR(*FL_BASE_FIELD(obj, fl_base.awaited_by));
+    *FL_BASE_BYTE(obj, fl_base.awaited_by_is_set) = 0;
 }
 
 void
-fl_base_clear_task(PyObject *task)
+fl_base_clear_task_(PyObject *task)
 {
-    if (fl_base.on) {
-        fl_base_unregister_task(task);
-        Py_CLEAR(*FL_BASE_FIELD(task, fl_base.name));
-        Py_CLEAR(*FL_BASE_FIELD(task, fl_base.coro));
-    }
+    fl_base_unregister_task(task);
+    Py_CLEAR(*FL_BASE_FIELD(task, fl_base.name));
+    Py_CLEAR(*FL_BASE_FIELD(task, fl_base.coro));
 }

@@ -35,6 +35,14 @@ typedef struct {
 
 extern fl_base_offsets fl_base;
 
+/* Whether the fields are kept: a constant 0 before 3.14, so that every
+   use below folds away there. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define FL_BASE_ON (fl_base.on)
+#else
+#define FL_BASE_ON 0
+#endif
+
 #define FL_BASE_FIELD(obj, off) ((PyObject **)((char *)(obj) + (off)))
 #define FL_BASE_BYTE(obj, off) ((char *)(obj) + (off))
 
@@ -47,45 +55,103 @@ void fl_base_init_task(PyObject *task);
 static inline void
 fl_base_set(PyObject *obj, Py_ssize_t off, PyObject *value)
 {
-    if (fl_base.on) {
+    if (FL_BASE_ON) {
         Py_XSETREF(*FL_BASE_FIELD(obj, off), Py_XNewRef(value));
     }
 }
 
 /* The task list all_tasks() and `asyncio ps` walk: linked into the
    current thread's list, unlinked when done or freed. */
-void fl_base_register_task(PyObject *task);
-void fl_base_unregister_task(PyObject *task);
+void fl_base_link_task(PyObject *task);
+void fl_base_unlink_task(PyObject *task);
 static inline int
 fl_base_task_registered(PyObject *task)
 {
     return ((fl_llist_node *)((char *)task + fl_base.node))->next != NULL;
 }
+static inline void
+fl_base_register_task(PyObject *task)
+{
+    if (FL_BASE_ON && !fl_base_task_registered(task)) {
+        fl_base_link_task(task);
+    }
+}
+static inline void
+fl_base_unregister_task(PyObject *task)
+{
+    if (FL_BASE_ON && fl_base_task_registered(task)) {
+        fl_base_unlink_task(task);
+    }
+}
 
 /* The call graph's "awaited by" (future_add_to_awaited_by and discard). */
-int fl_base_awaited_by_add(PyObject *fut, PyObject *waiter);
-int fl_base_awaited_by_discard(PyObject *fut, PyObject *waiter);
+int fl_base_awaited_by_add_(PyObject *fut, PyObject *waiter);
+int fl_base_awaited_by_discard_(PyObject *fut, PyObject *waiter);
+/* The common case inline: one waiter comes and goes. */
+static inline int
+fl_base_awaited_by_add(PyObject *fut, PyObject *waiter)
+{
+    if (!FL_BASE_ON) {
+        return 0;
+    }
+    PyObject **slot = FL_BASE_FIELD(fut, fl_base.awaited_by);
+    if (*slot == NULL) {
+        *slot = Py_NewRef(waiter);
+        *FL_BASE_BYTE(fut, fl_base.awaited_by_is_set) = 0;
+        return 0;
+    }
+    return fl_base_awaited_by_add_(fut, waiter);
+}
+static inline int
+fl_base_awaited_by_discard(PyObject *fut, PyObject *waiter)
+{
+    if (!FL_BASE_ON) {
+        return 0;
+    }
+    PyObject **slot = FL_BASE_FIELD(fut, fl_base.awaited_by);
+    if (*slot == waiter) {
+        *slot = NULL;
+        Py_DECREF(waiter);
+        return 0;
+    }
+    return *slot == NULL ? 0 : fl_base_awaited_by_discard_(fut, waiter);
+}
 /* The _asyncio_awaited_by attribute: a frozenset, or None. */
 PyObject *fl_base_awaited_by_get(PyObject *fut);
 
 /* The references the published fields hold, for tp_traverse/tp_clear:
    "awaited by" (Future and Task), name and coroutine (Task only). Clearing
    a task also takes it out of its task list. */
-int fl_base_traverse_future(PyObject *obj, visitproc visit, void *arg);
-int fl_base_traverse_task(PyObject *task, visitproc visit, void *arg);
-void fl_base_clear_future(PyObject *obj);
-void fl_base_clear_task(PyObject *task);
+int fl_base_traverse_future_(PyObject *obj, visitproc visit, void *arg);
+int fl_base_traverse_task_(PyObject *task, visitproc visit, void *arg);
+void fl_base_clear_future_(PyObject *obj);
+void fl_base_clear_task_(PyObject *task);
+#define fl_base_traverse_future(o, v, a) (FL_BASE_ON ? fl_base_traverse_future_(o, v, a) : 0)
+#define fl_base_traverse_task(o, v, a) (FL_BASE_ON ? fl_base_traverse_task_(o, v, a) : 0)
+#define fl_base_clear_future(o) \
+    do { \
+        if (FL_BASE_ON && *FL_BASE_FIELD(o, fl_base.awaited_by) != NULL) { \
+            fl_base_clear_future_(o); \
+        } \
+    } while (0)
+#define fl_base_clear_task(o) do { if (FL_BASE_ON) fl_base_clear_task_(o); } while (0)
 
-/* asyncio.current_task() on 3.14+: the thread state's running task. */
+/* asyncio.current_task() on 3.14+: the thread state's running-task slot,
+   once `loop` is checked to be the running loop (NULL with an error if
+   not), as asyncio's _enter_task() and _leave_task() check. */
 static inline PyObject **
-fl_base_running_task_slot(void)
+fl_base_running_task_slot(PyObject *loop)
 {
-    return FL_BASE_FIELD(PyThreadState_Get(), fl_base.ts_running_task);
-}
-static inline PyObject *
-fl_base_running_loop(void)
-{
-    return *FL_BASE_FIELD(PyThreadState_Get(), fl_base.ts_running_loop);
+#if PY_VERSION_HEX >= 0x030D0000
+    char *ts = (char *)PyThreadState_GetUnchecked();
+#else
+    char *ts = (char *)PyThreadState_Get();
+#endif
+    if (*(PyObject **)(ts + fl_base.ts_running_loop) != loop) {
+        PyErr_Format(PyExc_RuntimeError, "loop %R is not the running loop", loop);
+        return NULL;
+    }
+    return (PyObject **)(ts + fl_base.ts_running_task);
 }
 
 #endif /* FL_INTROSPECT_H */

@@ -57,7 +57,7 @@ call1(PyObject *fn, PyObject *a)
 static int
 register_task(fl_state *st, PyObject *task)
 {
-    if (fl_base.on) {
+    if (FL_BASE_ON) {
         fl_base_register_task(task);
         return 0;
     }
@@ -106,31 +106,40 @@ unregister_task(fl_state *st, PyObject *task)
 static int
 current_task_is_direct(fl_state *st)
 {
-    return fl_base.on || PyDict_CheckExact(st->current_tasks);
+    return FL_BASE_ON || PyDict_CheckExact(st->current_tasks);
 }
 
-/* The task current for `loop` (borrowed; NULL for none, or on error). */
-static PyObject *
-current_task_of(fl_state *st, PyObject *loop)
-{
-    if (fl_base.on) {
-        if (fl_base_running_loop() != loop) {
-            PyErr_Format(PyExc_RuntimeError, "loop %R is not the running loop",
-                         loop);
-            return NULL;
-        }
-        return *fl_base_running_task_slot();
-    }
-    return PyDict_GetItemWithError(st->current_tasks, loop);
-}
+/* Where the current task of `loop` is kept: the thread state's slot
+   (3.14+; the loop must be the running loop), else the dict's entry.
+   *current is the task there (borrowed), or NULL. */
+typedef struct {
+    PyObject **slot;
+    PyObject *current;
+} current_task_ref;
 
-/* Makes `task` (or nobody, for NULL) the current task of the loop, whose
-   current task was just read with current_task_of(). */
 static int
-set_current_task(fl_state *st, PyObject *loop, PyObject *task)
+find_current_task(fl_state *st, PyObject *loop, current_task_ref *ref)
 {
-    if (fl_base.on) {
-        Py_XSETREF(*fl_base_running_task_slot(), Py_XNewRef(task));
+    if (FL_BASE_ON) {
+        ref->slot = fl_base_running_task_slot(loop);
+        if (ref->slot == NULL) {
+            return -1;
+        }
+        ref->current = *ref->slot;
+        return 0;
+    }
+    ref->slot = NULL;
+    ref->current = PyDict_GetItemWithError(st->current_tasks, loop);
+    return ref->current == NULL && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Makes `task` (or nobody, for NULL) the current task found in `ref`. */
+static int
+set_current_task(fl_state *st, PyObject *loop, current_task_ref *ref,
+                 PyObject *task)
+{
+    if (ref->slot != NULL) {
+        Py_XSETREF(*ref->slot, Py_XNewRef(task));
         return 0;
     }
     if (task == NULL) {
@@ -142,11 +151,9 @@ set_current_task(fl_state *st, PyObject *loop, PyObject *task)
 static int
 err_leave_task(PyObject *task, PyObject *current)
 {
-    if (!PyErr_Occurred()) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "Leaving task %R does not match the current task %R.",
-                     task, current ? current : Py_None);
-    }
+    PyErr_Format(PyExc_RuntimeError,
+                 "Leaving task %R does not match the current task %R.",
+                 task, current ? current : Py_None);
     return -1;
 }
 
@@ -156,17 +163,17 @@ enter_task(fl_state *st, PyObject *loop, PyObject *task)
     if (!current_task_is_direct(st)) {
         return call2(st->enter_task, loop, task);
     }
-    PyObject *current = current_task_of(st, loop);
-    if (current != NULL) {
+    current_task_ref ref;
+    if (find_current_task(st, loop, &ref) < 0) {
+        return -1;
+    }
+    if (ref.current != NULL) {
         PyErr_Format(PyExc_RuntimeError,
                      "Cannot enter into task %R while another task %R is "
-                     "being executed.", task, current);
+                     "being executed.", task, ref.current);
         return -1;
     }
-    if (PyErr_Occurred()) {
-        return -1;
-    }
-    return set_current_task(st, loop, task);
+    return set_current_task(st, loop, &ref, task);
 }
 
 static int
@@ -175,11 +182,14 @@ leave_task(fl_state *st, PyObject *loop, PyObject *task)
     if (!current_task_is_direct(st)) {
         return call2(st->leave_task, loop, task);
     }
-    PyObject *current = current_task_of(st, loop);
-    if (current != task) {
-        return err_leave_task(task, current);
+    current_task_ref ref;
+    if (find_current_task(st, loop, &ref) < 0) {
+        return -1;
     }
-    return set_current_task(st, loop, NULL);
+    if (ref.current != task) {
+        return err_leave_task(task, ref.current);
+    }
+    return set_current_task(st, loop, &ref, NULL);
 }
 
 /* Task steps run back to back from a fastloop ready queue hand the current
@@ -200,11 +210,14 @@ enter_task_lazily(fl_state *st, FlLoop *loop, PyObject *task)
         }
     }
     else {
-        PyObject *current = current_task_of(st, (PyObject *)loop);
-        if (current != prev) {
-            return err_leave_task(prev, current);
+        current_task_ref ref;
+        if (find_current_task(st, (PyObject *)loop, &ref) < 0) {
+            return -1;
         }
-        if (set_current_task(st, (PyObject *)loop, task) < 0) {
+        if (ref.current != prev) {
+            return err_leave_task(prev, ref.current);
+        }
+        if (set_current_task(st, (PyObject *)loop, &ref, task) < 0) {
             return -1;
         }
     }
@@ -469,12 +482,12 @@ cancel_waiter(fl_state *st, PyObject *waiter, PyObject *msg)
 static int
 link_awaiter(fl_state *st, PyObject *fut, PyObject *task, int add)
 {
+    if (!FL_BASE_ON) {
+        return 0;
+    }
     if (fl_future_is_ours(fut)) {
         return add ? fl_base_awaited_by_add(fut, task)
                    : fl_base_awaited_by_discard(fut, task);
-    }
-    if (st->awaited_by_add == Py_None) {
-        return 0;
     }
     return call2(add ? st->awaited_by_add : st->awaited_by_discard, fut, task);
 }
@@ -783,7 +796,7 @@ eager_start(fl_state *st, PyObject *task)
     /* On 3.14+ the task joins the task list for its eager step and leaves
        it by itself when it finishes there, as asyncio's does. */
     int r = 0;
-    if (fl_base.on) {
+    if (FL_BASE_ON) {
         fl_base_register_task(task);
     }
     else {
@@ -806,7 +819,7 @@ eager_start(fl_state *st, PyObject *task)
             }
         }
         PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
-        if (!fl_base.on && call1(st->unregister_eager_task, task) < 0
+        if (!FL_BASE_ON && call1(st->unregister_eager_task, task) < 0
                 && err == NULL) {
             err = fl_err_get_raised();
             r = -1;
@@ -876,7 +889,7 @@ task_clear_fields(PyObject *task)
 static int
 publish_name_and_coro(PyObject *task)
 {
-    if (!fl_base.on) {
+    if (!FL_BASE_ON) {
         return 0;
     }
     FlTaskFields *t = FL_TASK(task);
