@@ -47,7 +47,12 @@ def install_policy(impl):
 
 
 def clone_class(mod, template, name, **attrs):
-    """Add to mod a copy of its test class `template`, with attrs replaced.
+    """Add to mod a subclass of its test class `template`, with attrs
+    replaced.
+
+    A subclass, not a copy: methods that call super() without arguments
+    (3.14's setUp/tearDown of the C variants) look up their own class in
+    the MRO of the instance.
 
     Returns the new class, or None if this Python's module has no such
     template class.
@@ -55,13 +60,7 @@ def clone_class(mod, template, name, **attrs):
     src = getattr(mod, template, None)
     if src is None:
         return None
-    ns = {k: v for k, v in vars(src).items()
-          if k not in ('__dict__', '__weakref__')}
-    ns.update(attrs)
-    ns['__qualname__'] = name
-    cls = type(name, src.__bases__, ns)
-    setattr(mod, name, cls)
-    return cls
+    return make_test_class(mod, name, (src,), attrs)
 
 
 def make_test_class(mod, name, bases, attrs):
@@ -82,10 +81,15 @@ def bind_test_tasks(mod, impl):
     # add_subclass_tests() derives Task/Future subclasses from the class's
     # Task/Future when it decorates the class, so decorate a fresh one.
     if hasattr(mod, 'add_subclass_tests'):
+        attrs = {'Task': impl.Task, 'Future': impl.Future}
+        # 3.14+: the tests call self.current_task()/self.all_tasks(),
+        # which each class names (asyncio's C ones for C tasks).
+        template = vars(getattr(mod, 'CTask_CFuture_SubclassTests', object))
+        attrs.update((k, template[k]) for k in ('all_tasks', 'current_task')
+                     if k in template)
         cls = make_test_class(
             mod, 'FastloopTask_FastloopFuture_SubclassTests',
-            (mod.BaseTaskTests, test_utils.TestCase),
-            {'Task': impl.Task, 'Future': impl.Future})
+            (mod.BaseTaskTests, test_utils.TestCase), attrs)
         mod.add_subclass_tests(cls)
 
 
@@ -123,6 +127,103 @@ def bind_test_eager_task_factory(mod, impl):
                 Task=impl.Task)
     clone_class(mod, 'EagerCTaskTests', 'EagerFastloopTaskTests',
                 Task=impl.Task)
+
+
+def module_task_loop(impl):
+    """A loop of impl whose create_task(), with no task factory set, makes
+    an asyncio.tasks.Task, as BaseEventLoop.create_task() does.
+
+    The classes that test asyncio's own Task implementations (Py/C
+    variants of test_graph and test_free_threading) install theirs as
+    asyncio.tasks.Task and expect the loop's tasks (a Runner's, a
+    TaskGroup's) to be of it.  fastloop's create_task() makes
+    fastloop.Task; on this loop those classes test the Task they name, on
+    fastloop's loop."""
+    loop = impl.new_event_loop()
+    create_task = loop.create_task
+
+    def module_create_task(coro, **kwargs):
+        if loop.get_task_factory() is not None:
+            return create_task(coro, **kwargs)
+        loop._check_closed()
+        return asyncio.tasks.Task(coro, loop=loop, **kwargs)
+
+    loop.create_task = module_create_task
+    return loop
+
+
+def bind_test_graph(mod, impl):
+    # 3.14+.  The C and Py variants install their Task/Future and
+    # awaited-by functions in setUp (tearDown restores them) and run on
+    # loops that make asyncio.tasks.Task.
+    factory = staticmethod(lambda: module_task_loop(impl))
+    for name in ('TestCallStackC', 'TestCallStackPy'):
+        if hasattr(mod, name):
+            getattr(mod, name).loop_factory = factory
+    if impl.Task is None or impl.Future is None:
+        return
+
+    # Ours: impl's loop (through the policy) makes impl's tasks; the
+    # tests' own futures are asyncio.Future() calls.  asyncio.futures.Future
+    # (the isinstance check of asyncio.graph) stays the C Future, the base
+    # class of both impl's Task and Future.
+    def setUp(self):
+        super(cls, self).setUp()
+        asyncio.Task = impl.Task
+        asyncio.Future = impl.Future
+
+    cls = clone_class(mod, 'TestCallStackC', 'TestCallStackFastloop',
+                      setUp=setUp, loop_factory=None)
+
+
+def bind_test_free_threading(mod, impl):
+    # 3.14+ (run on the GIL build too): all_tasks()/current_task() races
+    # between threads, each thread running its own loop (asyncio.Runner(),
+    # asyncio.new_event_loop(): the policy's) with a task factory of the
+    # class's Task.  The Py/C variants get loops that make asyncio.tasks.Task
+    # for the tasks they create without the factory (see
+    # module_task_loop), while the test runs.
+    policy_class = type('ModuleTaskPolicy', (impl.policy_class,), {
+        '_loop_factory': staticmethod(lambda: module_task_loop(impl))})
+    for name in ('TestPyFreeThreading', 'TestCFreeThreading'):
+        tmpl = getattr(mod, name, None)
+        if tmpl is None:
+            continue
+
+        def setUp(self, _setUp=tmpl.setUp):
+            if getattr(self, 'module_task_loops', True):
+                events._set_event_loop_policy(policy_class())
+            return _setUp(self)
+
+        def tearDown(self, _tearDown=tmpl.tearDown):
+            try:
+                return _tearDown(self)
+            finally:
+                # Back to impl's policy (see install_policy).
+                events._set_event_loop_policy(None)
+
+        tmpl.setUp = setUp
+        tmpl.tearDown = tearDown
+    if impl.Task is None or impl.Future is None:
+        return
+
+    # Ours: impl's own loops, a task factory of impl's Task.
+    def factory(self, loop, coro, **kwargs):
+        return impl.Task(coro, loop=loop, **kwargs)
+
+    def eager_factory(self, loop, coro, eager_start=True, **kwargs):
+        return impl.Task(coro, loop=loop, eager_start=eager_start, **kwargs)
+
+    def setUp(self):
+        super(cls, self).setUp()
+        asyncio.Task = impl.Task
+        asyncio.Future = impl.Future
+
+    cls = clone_class(mod, 'TestCFreeThreading', 'TestFastloopFreeThreading',
+                      setUp=setUp, factory=factory, module_task_loops=False)
+    if cls is not None:
+        make_test_class(mod, 'TestEagerFastloopFreeThreading', (cls,),
+                        {'factory': eager_factory})
 
 
 # --- modules that build a mocked BaseEventLoop ------------------------------
@@ -185,6 +286,17 @@ def bind_loop_classes(mod, impl, template, method, name):
             delattr(mod, attr)
 
 
+def bind_test_server_context(mod, impl):
+    # 3.15: servers run each connection in a copy of the context current
+    # when the server was made.  The classes take a loop_factory.
+    factory = staticmethod(impl.new_event_loop)
+    for template, name in (('AsyncioEventLoopTests', 'FastloopEventLoopTests'),
+                           ('AsyncioEventLoopSSLTests',
+                            'FastloopEventLoopSSLTests')):
+        if clone_class(mod, template, name, loop_factory=factory):
+            delattr(mod, template)
+
+
 BINDERS = {
     'test_tasks': bind_test_tasks,
     'test_futures': bind_test_futures,
@@ -192,6 +304,9 @@ BINDERS = {
     'test_eager_task_factory': bind_test_eager_task_factory,
     'test_runners': bind_test_runners,
     'test_pep492': bind_test_pep492,
+    'test_graph': bind_test_graph,
+    'test_free_threading': bind_test_free_threading,
+    'test_server_context': bind_test_server_context,
 }
 
 

@@ -15,6 +15,7 @@ import sys
 
 _EVENTS = 'test_events.FastloopEventLoopTests.'
 _WATCHER = 'test_subprocess.GenericWatcherTests.'
+_SUBPROCESS = 'test_subprocess.'
 
 EXCLUDED = {
     _WATCHER + 'test_create_subprocess_fails_with_inactive_watcher':
@@ -33,6 +34,25 @@ EXCLUDED = {
     _EVENTS + 'test_create_server_multiple_hosts_ipv6':
         'mocks loop._start_serving/_stop_serving and the socket module of '
         'BaseEventLoop.create_server',
+    # 3.14+: _UnixSelectorEventLoop keeps its child watcher in loop._watcher
+    # (a _PidfdChildWatcher or _ThreadedChildWatcher); fastloop watches its
+    # children with pidfds in C and has neither (by design: issue 5).
+    _SUBPROCESS + 'SubprocessPidfdWatcherTests.test_watcher_implementation':
+        "asserts the class of loop._watcher, _UnixSelectorEventLoop's "
+        'private child watcher',
+    _SUBPROCESS + 'SubprocessThreadedWatcherTests.test_watcher_implementation':
+        "asserts the class of loop._watcher, _UnixSelectorEventLoop's "
+        'private child watcher',
+    _SUBPROCESS + 'SubprocessThreadedWatcherTests.'
+                  'test_pid_not_reaped_before_exit_published':
+        "joins the thread of loop._watcher._threads[pid], the private "
+        "watcher thread of _UnixSelectorEventLoop's _ThreadedChildWatcher",
+    'test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket':
+        "reads the raw transport's _read_ready_cb and replaces its _sock, "
+        "private attributes of asyncio's _SelectorSocketTransport, to force "
+        "its delayed-write path (gh-115514); fastloop's transport has "
+        "neither, and the AttributeError in resume_writing() leaves the "
+        "test waiting forever",
 }
 
 if sys.version_info[:2] == (3, 12):

@@ -36,6 +36,9 @@ DEFAULT_MODULES = [
     'test_tasks', 'test_futures', 'test_futures2', 'test_eager_task_factory',
     'test_taskgroups', 'test_timeouts', 'test_waitfor', 'test_locks',
     'test_queues', 'test_pep492', 'test_context', 'test_runners',
+    # 3.14+: the call graph, `python -m asyncio ps/pstree`'s formatting,
+    # all_tasks()/current_task() across threads (on the GIL build too).
+    'test_graph', 'test_tools', 'test_free_threading',
 ]
 
 # Network I/O, subprocesses, signals, TLS: they land in later issues.
@@ -43,6 +46,7 @@ LATER_MODULES = [
     'test_events', 'test_streams', 'test_server', 'test_sock_lowlevel',
     'test_sendfile', 'test_buffered_proto', 'test_subprocess',
     'test_threads', 'test_ssl', 'test_sslproto', 'test_staggered',
+    'test_server_context',      # 3.15+
 ]
 
 # How many times a module's child may die before the rest of it is given up.
