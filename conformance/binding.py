@@ -73,6 +73,7 @@ def make_test_class(mod, name, bases, attrs):
 # --- Task/Future-parameterized modules --------------------------------------
 
 def bind_test_tasks(mod, impl):
+    bind_default_loop_class(mod, impl)
     if impl.Task is None or impl.Future is None:
         return
     from test.test_asyncio import utils as test_utils
@@ -119,6 +120,7 @@ def bind_test_futures2(mod, impl):
 
 
 def bind_test_eager_task_factory(mod, impl):
+    bind_default_loop_class(mod, impl)
     if impl.Task is None:
         return
     clone_class(mod, 'CEagerTaskFactoryLoopTests',
@@ -127,6 +129,43 @@ def bind_test_eager_task_factory(mod, impl):
                 Task=impl.Task)
     clone_class(mod, 'EagerCTaskTests', 'EagerFastloopTaskTests',
                 Task=impl.Task)
+
+
+def bind_default_loop_class(mod, impl):
+    # 3.14+: tests that want "the default loop" without the policy say
+    # asyncio.run(main(), loop_factory=asyncio.EventLoop) or call
+    # asyncio.EventLoop() (test_tasks, test_eager_task_factory); the child
+    # runs this one module, so asyncio.EventLoop is impl's loop class here.
+    # (Not for test_runners: test_loop_factory_default_event_loop checks
+    # that asyncio.EventLoop is asyncio's SelectorEventLoop.)
+    if hasattr(asyncio, 'EventLoop'):
+        asyncio.EventLoop = impl.loop_class
+
+
+def bind_test_taskgroups(mod, impl):
+    # 3.14+: the test classes run on loop_factory = asyncio.EventLoop (and
+    # an eager variant on asyncio.EventLoop with asyncio.eager_task_factory)
+    # instead of the policy's loop: bound copies run on impl's loop, with
+    # an eager task factory of impl's Task.  Through 3.13 they have no
+    # loop_factory and the policy binds them.
+    eager_factory = asyncio.create_eager_task_factory(impl.Task) \
+        if impl.Task is not None and hasattr(asyncio, 'create_eager_task_factory') \
+        else getattr(asyncio, 'eager_task_factory', None)
+
+    def eager_loop():
+        loop = impl.new_event_loop()
+        loop.set_task_factory(eager_factory)
+        return loop
+
+    for template, name, factory in (
+            ('TestTaskGroup', 'FastloopTaskGroupTests', impl.new_event_loop),
+            ('TestEagerTaskTaskGroup', 'FastloopEagerTaskTaskGroupTests',
+             eager_loop)):
+        tmpl = getattr(mod, template, None)
+        if tmpl is None or 'loop_factory' not in vars(tmpl):
+            continue
+        clone_class(mod, template, name, loop_factory=staticmethod(factory))
+        delattr(mod, template)
 
 
 def module_task_loop(impl):
@@ -304,6 +343,7 @@ BINDERS = {
     'test_eager_task_factory': bind_test_eager_task_factory,
     'test_runners': bind_test_runners,
     'test_pep492': bind_test_pep492,
+    'test_taskgroups': bind_test_taskgroups,
     'test_graph': bind_test_graph,
     'test_free_threading': bind_test_free_threading,
     'test_server_context': bind_test_server_context,

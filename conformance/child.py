@@ -25,6 +25,7 @@ import sys
 import traceback
 import types
 import unittest
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -45,20 +46,32 @@ def make_impl(loop):
     if loop == 'asyncio-bound':
         # Every binding applied, with asyncio's own classes: proves the
         # binding itself changes no outcome.
-        new_event_loop = asyncio.SelectorEventLoop
+        new_event_loop = loop_class = asyncio.SelectorEventLoop
         policy_class = None
         Task = tasks._CTask
         Future = futures._CFuture
     else:
         import fastloop
         new_event_loop = fastloop.new_event_loop
-        policy_class = getattr(fastloop, 'EventLoopPolicy', None)
+        loop_class = fastloop.Loop
+        with warnings.catch_warnings():
+            # 3.14+ deprecates policies (fastloop warns as asyncio does);
+            # 3.16+ has none: the fallback below binds asyncio's then.
+            warnings.simplefilter('ignore', DeprecationWarning)
+            policy_class = getattr(fastloop, 'EventLoopPolicy', None)
         Task = getattr(fastloop, 'Task', None)
         Future = getattr(fastloop, 'Future', None)
     if policy_class is None:
-        policy_class = type('BoundPolicy', (asyncio.DefaultEventLoopPolicy,),
+        # 3.14+ deprecates asyncio.DefaultEventLoopPolicy (and 3.16 drops
+        # it): its private name, where there is one.
+        from asyncio import unix_events
+        base = getattr(unix_events, '_DefaultEventLoopPolicy', None)
+        if base is None:    # through 3.13
+            base = asyncio.DefaultEventLoopPolicy
+        policy_class = type('BoundPolicy', (base,),
                             {'_loop_factory': staticmethod(new_event_loop)})
     return types.SimpleNamespace(new_event_loop=new_event_loop,
+                                 loop_class=loop_class,
                                  policy_class=policy_class,
                                  Task=Task, Future=Future)
 
