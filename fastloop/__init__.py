@@ -11,9 +11,19 @@ import sys as _sys
 from . import _core, _helpers, _introspection
 from ._loop import Loop
 
-__all__ = ("Loop", "new_event_loop", "run", "install", "EventLoopPolicy",
-           "Handle", "TimerHandle", "Future", "Task")
+__all__ = ("Loop", "new_event_loop", "run", "Handle", "TimerHandle", "Future",
+           "Task")
 __version__ = "0.1.0"
+
+# The policy API follows asyncio's: deprecated on 3.14 and 3.15 (asyncio's
+# policy classes left its __all__ then; its functions warn when called),
+# gone on 3.16, as in uvloop.
+_POLICY_DEPRECATED = _sys.version_info >= (3, 14)
+_POLICY_REMOVED = _sys.version_info >= (3, 16)
+if not _POLICY_REMOVED:
+    __all__ += ("install",)
+if not _POLICY_DEPRECATED:
+    __all__ += ("EventLoopPolicy",)
 
 Handle = _core.Handle
 TimerHandle = _core.TimerHandle
@@ -89,24 +99,46 @@ if _sys.version_info >= (3, 12):
 def __getattr__(name):
     # Created on first use: merely importing fastloop must not touch the
     # policy machinery, which warns on newer Pythons.
-    if name == "EventLoopPolicy":
+    if name == "EventLoopPolicy" and not _POLICY_REMOVED:
         from ._policy import EventLoopPolicy
-        globals()["EventLoopPolicy"] = EventLoopPolicy
+        if _POLICY_DEPRECATED:
+            # As asyncio.DefaultEventLoopPolicy on 3.14: every access warns
+            # (so the class is not cached in the module's namespace).
+            import warnings
+            warnings._deprecated("fastloop.EventLoopPolicy", remove=(3, 16))
+        else:
+            globals()["EventLoopPolicy"] = EventLoopPolicy
         return EventLoopPolicy
+    if name in ("EventLoopPolicy", "install"):
+        raise AttributeError(
+            f"module 'fastloop' has no attribute {name!r} (it was removed in "
+            f"Python 3.16, with asyncio's policies: use fastloop.run() or "
+            f"asyncio.run(main(), loop_factory=fastloop.new_event_loop))")
     raise AttributeError(f"module 'fastloop' has no attribute {name!r}")
 
 
-def install():
-    """Make fastloop the default loop through the event loop policy.
+if not _POLICY_REMOVED:
+    def install():
+        """Make fastloop the default loop through the event loop policy.
 
-    Deprecated on 3.12+: prefer fastloop.run() or loop_factory=.
-    """
-    if _sys.version_info >= (3, 12):
+        Deprecated on 3.12+: prefer fastloop.run() or loop_factory=.
+        Removed on 3.16, with asyncio's policies.
+        """
         import warnings
-        warnings.warn(
-            "fastloop.install() is deprecated with asyncio's policy system; "
-            "use fastloop.run(main()) or "
-            "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
-            DeprecationWarning, stacklevel=2)
-    from ._policy import set_policy
-    set_policy()
+        if _POLICY_DEPRECATED:
+            # asyncio.set_event_loop_policy()'s warning on 3.14, with the
+            # way out.
+            warnings._deprecated(
+                "fastloop.install",
+                "{name!r} is deprecated and slated for removal in Python "
+                "{remove}; use fastloop.run(main()) or "
+                "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
+                remove=(3, 16))
+        elif _sys.version_info >= (3, 12):
+            warnings.warn(
+                "fastloop.install() is deprecated with asyncio's policy system; "
+                "use fastloop.run(main()) or "
+                "asyncio.run(main(), loop_factory=fastloop.new_event_loop)",
+                DeprecationWarning, stacklevel=2)
+        from ._policy import set_policy
+        set_policy()

@@ -12,6 +12,7 @@ gives them the hooks they call (`_make_socket_transport`,
 
 The functions at the end are the reports the C code calls on cold paths.
 """
+import contextvars
 import errno
 import functools
 import os
@@ -29,6 +30,7 @@ _Unix = unix_events._UnixSelectorEventLoop
 
 _PY311 = sys.version_info >= (3, 11)
 _PY313 = sys.version_info >= (3, 13)
+_PY315 = sys.version_info >= (3, 15)
 
 StreamTransport = _core.StreamTransport
 # start_tls() accepts a transport that says so; loop.sendfile() tries
@@ -60,6 +62,13 @@ class NetworkMixin:
         return {}
 
     @functools.cached_property
+    def _fl_serving_contexts(self):
+        """Listening socket -> the context its connections run in copies
+        of (3.15: the Server's, copied when it was made; before: the one
+        current when serving started)."""
+        return {}
+
+    @functools.cached_property
     def _unix_server_sockets(self):
         """3.13's cleanup_socket: Unix server socket -> inode of its path."""
         return {}
@@ -79,39 +88,53 @@ class NetworkMixin:
     # ---- the hooks asyncio's code above calls ----
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
-        return StreamTransport(self, sock, protocol, waiter, extra, server)
+                               extra=None, server=None, context=None):
+        return _new_transport(context, self, sock, protocol, waiter, extra,
+                              server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
                             *, server_side=False, server_hostname=None,
                             extra=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                            **kwargs):
+                            context=None, **kwargs):
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout, **kwargs)
-        StreamTransport(self, rawsock, ssl_protocol, None, extra, server)
+        _new_transport(context, self, rawsock, ssl_protocol, None, extra,
+                       server)
         return ssl_protocol._app_transport
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None,
                        server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout=getattr(
-                           constants, "SSL_SHUTDOWN_TIMEOUT", None)):
+                           constants, "SSL_SHUTDOWN_TIMEOUT", None),
+                       context=None):
         self._check_closed()
         old = self._fl_listeners.pop(sock, None)
         if old is not None:
             old.stop()
-        listener = _core.Listener(self, sock, protocol_factory, sslcontext,
-                                  server, backlog, ssl_handshake_timeout,
-                                  ssl_shutdown_timeout)
+        # 3.15's Server passes the context copied when it was made: each
+        # connection (its protocol factory, its transport's callbacks, a
+        # TLS connection's accept task) runs in a copy of it.  Earlier
+        # versions: the context current now, as asyncio's reader handle
+        # for the listening socket captures it.
+        if context is None:
+            context = contextvars.copy_context()
+        # The C Listener keeps a copy of the context current when it is
+        # made, and runs each plain connection in a copy of that.
+        listener = context.copy().run(
+            _core.Listener, self, sock, protocol_factory, sslcontext, server,
+            backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
         listener.start()
         self._fl_listeners[sock] = listener
+        self._fl_serving_contexts[sock] = context
 
     def _stop_serving(self, sock):
         path = None
         if sock in self._unix_server_sockets:
             path = sock.getsockname()
+        self._fl_serving_contexts.pop(sock, None)
         listener = self._fl_listeners.pop(sock, None)
         if listener is not None:
             listener.stop()     # before the fd goes: libev must not watch it
@@ -126,6 +149,18 @@ class NetworkMixin:
             except OSError as err:
                 logger.error('Unable to clean up listening UNIX socket '
                              '%r: %r', path, err)
+
+
+def _new_transport(context, *args):
+    """StreamTransport(*args) whose callbacks run in `context` (3.15's
+    context= of _make_socket_transport/_make_ssl_transport), or in a copy
+    of the current context when it is None.  The C transport keeps a copy
+    of the context current when it is made: made inside a copy of
+    `context`, it runs in the same values (a copy, because the context
+    may be entered already: a TLS accept task runs in it)."""
+    if context is None:
+        return StreamTransport(*args)
+    return context.copy().run(StreamTransport, *args)
 
 
 def _report_callback_error(loop, message, exc, transport, protocol):
@@ -192,4 +227,19 @@ def _accept_ssl(loop, listener, conn, addr):
             listener.ssl_handshake_timeout]
     if _PY311:
         args.append(listener.ssl_shutdown_timeout)
-    loop.create_task(loop._accept_connection2(*args))
+    # As asyncio's _accept_connection: the accept task (the protocol
+    # factory, the handshake) runs in a copy of the serving context, and
+    # on 3.15 the transport's callbacks in that same copy.
+    context = loop._fl_serving_contexts.get(listener.sock)
+    if context is None:
+        loop.create_task(loop._accept_connection2(*args))
+        return
+    conn_context = context.copy()
+    if _PY315:
+        accept = loop._accept_connection2(*args, context=conn_context)
+    else:
+        accept = loop._accept_connection2(*args)
+    if _PY311:
+        loop.create_task(accept, context=conn_context)
+    else:
+        conn_context.run(loop.create_task, accept)

@@ -56,6 +56,10 @@ def _deprecated(name):
 def set_policy():
     """Install EventLoopPolicy without the policy system's own deprecation
     warnings (3.14 deprecates set_event_loop_policy itself)."""
+    setter = getattr(asyncio.events, "_set_event_loop_policy", None)
+    if setter is not None:      # 3.14+: the public setter warns
+        setter(EventLoopPolicy())
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         asyncio.set_event_loop_policy(EventLoopPolicy())
