@@ -336,6 +336,22 @@ def bind_test_server_context(mod, impl):
             delattr(mod, template)
 
 
+def bind_test_events(mod, impl):
+    # 3.14+: which file objects connect_read_pipe/connect_write_pipe
+    # accept, on a loop the class makes with asyncio.SelectorEventLoop().
+    if not hasattr(mod, 'UnixPipeObjectSupportTests'):
+        return
+
+    def setUp(self):
+        unittest.TestCase.setUp(self)
+        self.loop = impl.new_event_loop()
+        self.addCleanup(self.loop.close)
+
+    clone_class(mod, 'UnixPipeObjectSupportTests',
+                'FastloopPipeObjectSupportTests', setUp=setUp)
+    delattr(mod, 'UnixPipeObjectSupportTests')
+
+
 BINDERS = {
     'test_tasks': bind_test_tasks,
     'test_futures': bind_test_futures,
@@ -344,6 +360,7 @@ BINDERS = {
     'test_runners': bind_test_runners,
     'test_pep492': bind_test_pep492,
     'test_taskgroups': bind_test_taskgroups,
+    'test_events': bind_test_events,
     'test_graph': bind_test_graph,
     'test_free_threading': bind_test_free_threading,
     'test_server_context': bind_test_server_context,
