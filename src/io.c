@@ -69,12 +69,12 @@ static void
 update_watcher(FlLoop *loop, fl_fd_watch *w, int rearm)
 {
     int events = (w->reader ? EV_READ : 0) | (w->writer ? EV_WRITE : 0);
-    if (ev_is_active(&w->watcher)) {
-        if (w->watcher.events == events && !rearm) {
-            return;
-        }
-        ev_io_stop(loop->ev, &w->watcher);
+    if (ev_is_active(&w->watcher) && w->watcher.events == events && !rearm) {
+        return;
     }
+    /* Also when inactive: it may be pending (EV_ERROR), and a pending
+       watcher must not be changed. */
+    ev_io_stop(loop->ev, &w->watcher);
     if (events) {
         ev_io_set(&w->watcher, w->watcher.fd, events);
         ev_io_start(loop->ev, &w->watcher);
@@ -93,7 +93,10 @@ static void
 forget_watch(FlLoop *loop, int fd)
 {
     fl_fd_watch *w = loop->fds.by_fd[fd];
-    if (loop->ev != NULL && ev_is_active(&w->watcher)) {
+    if (loop->ev != NULL) {
+        /* Even when inactive: libev may hold it pending (EV_ERROR after a
+           failed epoll_ctl stops it), and ev_io_stop clears that, or libev
+           would call back into freed memory in this very iteration. */
         ev_io_stop(loop->ev, &w->watcher);
     }
     loop->fds.by_fd[fd] = NULL;

@@ -99,8 +99,8 @@ raise_pending_syserr(void)
 static void
 close_wakeup_fds(FlLoop *self)
 {
-    if (self->ev != NULL && ev_is_active(&self->wakeup)) {
-        ev_io_stop(self->ev, &self->wakeup);
+    if (self->ev != NULL) {
+        ev_io_stop(self->ev, &self->wakeup);     /* clears a pending event too */
     }
     if (self->wakeup_wfd >= 0 && self->wakeup_wfd != self->wakeup_rfd) {
         close(self->wakeup_wfd);
