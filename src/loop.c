@@ -151,7 +151,6 @@ open_wakeup(FlLoop *self)
 #endif
     self->sleeping = 0;
     self->wake_pending = 0;
-    self->wakeup_errno = 0;
     ev_io_set(&self->wakeup, self->wakeup_rfd, EV_READ);
     ev_io_start(self->ev, &self->wakeup);
     return 0;
@@ -900,9 +899,7 @@ fl_loops_after_fork(fl_state *state)
         if (l->ev != NULL) {
             ev_loop_fork(l->ev);
             close_wakeup_fds(l);
-            if (open_wakeup(l) < 0) {
-                l->wakeup_errno = errno;
-            }
+            (void)open_wakeup(l);   /* on failure, loop_run retries and raises */
         }
     }
 }

@@ -25,9 +25,9 @@ typedef struct FlLoop {
        block and cleared once it is taken back, and a wakeup writes only
        then, once until the loop drains it (`wake_pending`). */
     ev_io wakeup;
-    int wakeup_rfd;             /* -1 when missing (see wakeup_errno) */
+    int wakeup_rfd;             /* -1 when missing: a forked child could
+                                   not remake it; the next run tries again */
     int wakeup_wfd;             /* the same eventfd, or a pipe's write end */
-    int wakeup_errno;           /* why a forked child could not remake it */
     char sleeping;
     char wake_pending;
     ev_timer poll_timeout;      /* wakes the poll for the earliest timer */
