@@ -208,9 +208,10 @@ release_gil(struct ev_loop *ev) EV_NOEXCEPT
     FlLoop *self = ev_userdata(ev);
     if (self->poll_may_block) {
         self->sleeping = 1;
-        if (self->ready.count) {
-            /* Queued since run_once() decided to sleep (by Python code
-               that ran inside ev_run, or a thread it let in): don't. */
+        if (self->ready.count || self->stopping) {
+            /* Queued (or stopped) since run_once() decided to sleep, by
+               Python code that ran inside ev_run or a thread it let in:
+               don't sleep. */
             write_wakeup(self);
         }
         self->released_tstate = PyEval_SaveThread();
