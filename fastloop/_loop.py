@@ -78,8 +78,11 @@ class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
     def run_forever(self):
         self._check_closed()
         self._check_running()
-        self._run_forever_setup()
+        # The set-up can fail half-way (the wakeup socketpair when no
+        # descriptor is free): the clean-up undoes what it did, or the loop
+        # would stay "running" for good.
         try:
+            self._run_forever_setup()
             self._run()
         finally:
             self._run_forever_cleanup()
@@ -154,10 +157,15 @@ class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
     def _signal_socket_pair(self):
         if self._signal_socks is None:
             rsock, wsock = socket.socketpair()
-            rsock.setblocking(False)
-            wsock.setblocking(False)
+            try:
+                rsock.setblocking(False)
+                wsock.setblocking(False)
+                self.add_reader(rsock.fileno(), self._read_signals)
+            except BaseException:
+                rsock.close()
+                wsock.close()
+                raise
             self._signal_socks = (rsock, wsock)
-            self.add_reader(rsock.fileno(), self._read_signals)
         return self._signal_socks
 
     def _install_wakeup_fd(self):

@@ -69,33 +69,113 @@ static void
 update_watcher(FlLoop *loop, fl_fd_watch *w, int rearm)
 {
     int events = (w->reader ? EV_READ : 0) | (w->writer ? EV_WRITE : 0);
-    if (ev_is_active(&w->watcher)) {
-        if (w->watcher.events == events && !rearm) {
-            return;
-        }
-        ev_io_stop(loop->ev, &w->watcher);
+    if (ev_is_active(&w->watcher) && w->watcher.events == events && !rearm) {
+        return;
     }
+    /* Also when inactive: it may be pending (EV_ERROR), and a pending
+       watcher must not be changed. */
+    ev_io_stop(loop->ev, &w->watcher);
     if (events) {
         ev_io_set(&w->watcher, w->watcher.fd, events);
         ev_io_start(loop->ev, &w->watcher);
     }
 }
 
+static fl_fd_watch *
+lookup_watch(FlLoop *loop, int fd)
+{
+    return (fd >= 0 && fd < loop->fds.size) ? loop->fds.by_fd[fd] : NULL;
+}
+
+/* Stops the watcher of fd, frees it and releases its references (which may
+   run Python code: nothing of the watch is used after). */
 static void
 forget_watch(FlLoop *loop, int fd)
 {
     fl_fd_watch *w = loop->fds.by_fd[fd];
-    if (ev_is_active(&w->watcher)) {
+    if (loop->ev != NULL) {
+        /* Even when inactive: libev may hold it pending (EV_ERROR after a
+           failed epoll_ctl stops it), and ev_io_stop clears that, or libev
+           would call back into freed memory in this very iteration. */
         ev_io_stop(loop->ev, &w->watcher);
     }
     loop->fds.by_fd[fd] = NULL;
     loop->fds.active--;
-    PyObject *reader = w->reader, *writer = w->writer;
+    PyObject *reader = w->reader, *writer = w->writer, *fileobj = w->fileobj;
     PyMem_Free(w);
     Py_XDECREF(reader);
     Py_XDECREF(writer);
+    Py_XDECREF(fileobj);
 }
 
+/* Removes fd's registration with both its handles, cancelled. */
+static void
+drop_watch(FlLoop *loop, int fd)
+{
+    fl_fd_watch *w = loop->fds.by_fd[fd];
+    PyObject *reader = w->reader, *writer = w->writer;
+    w->reader = w->writer = NULL;
+    forget_watch(loop, fd);
+    if (reader != NULL) {
+        fl_handle_cancel(reader);
+        Py_DECREF(reader);
+    }
+    if (writer != NULL) {
+        fl_handle_cancel(writer);
+        Py_DECREF(writer);
+    }
+}
+
+/* The fd whose registration was made with this very object: a closed
+   socket's fileno() says -1, but remove_*(sock) must still find it, as
+   asyncio's selector does. -1 if none. */
+static int
+find_by_identity(FlLoop *loop, PyObject *fileobj)
+{
+    for (int fd = 0; fd < loop->fds.size; fd++) {
+        fl_fd_watch *w = loop->fds.by_fd[fd];
+        if (w != NULL && w->fileobj == fileobj) {
+            return fd;
+        }
+    }
+    return -1;
+}
+
+int
+fl_io_drop_stale(FlLoop *loop, int fd, PyObject *fileobj)
+{
+    fl_fd_watch *w = lookup_watch(loop, fd);
+    if (w == NULL || w->fileobj == NULL || w->fileobj == fileobj
+            || PyLong_Check(w->fileobj)) {
+        return 0;       /* nothing, the same object, or a bare number */
+    }
+    PyObject *old = Py_NewRef(w->fileobj);
+    int now = fl_io_fileobj_to_fd(old);
+    int stale = now >= 0 ? now != fd : 0;
+    if (now < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            Py_DECREF(old);
+            return -1;
+        }
+        /* Closed (fileno() is -1 or raises ValueError): stale. Any other
+           error: no way to tell; keep it. */
+        stale = PyErr_ExceptionMatches(PyExc_ValueError);
+        PyErr_Clear();
+    }
+    /* fileno() was Python code: look again. */
+    w = lookup_watch(loop, fd);
+    if (stale && w != NULL && w->fileobj == old) {
+        drop_watch(loop, fd);
+    }
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Queues the handles whose events came. A cancelled one is dropped from
+   the registration instead (as asyncio does when its fd fires); releasing
+   it may run Python code (its context's finalizers) that adds or removes
+   watchers and frees this watch, so that comes last, once nothing of the
+   watch or of the other handle is used any more (issue #10, S1). */
 static void
 io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
 {
@@ -111,35 +191,30 @@ io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
            asyncio's epoll, forget about it silently; remove_* still work. */
         return;
     }
-    PyObject *handles[2] = {
-        (revents & EV_READ) ? w->reader : NULL,
-        (revents & EV_WRITE) ? w->writer : NULL,
-    };
+    PyObject *dropped[2] = {NULL, NULL};
     for (int i = 0; i < 2; i++) {
-        PyObject *h = handles[i];
-        if (h == NULL) {
+        PyObject **slot = i == 0 ? &w->reader : &w->writer;
+        PyObject *h = *slot;
+        if (h == NULL || !(revents & (i == 0 ? EV_READ : EV_WRITE))) {
             continue;
         }
         if (FL_HANDLE(h)->cancelled) {
-            /* asyncio drops a cancelled reader/writer when its fd fires. */
-            PyObject **slot = i == 0 ? &w->reader : &w->writer;
+            dropped[i] = h;         /* the slot's reference */
             *slot = NULL;
-            int empty = w->reader == NULL && w->writer == NULL;
-            if (empty) {
-                forget_watch(loop, fd);
-            }
-            else {
-                update_watcher(loop, w, 0);
-            }
-            Py_DECREF(h);
-            if (empty) {
-                return;
-            }
-            continue;
         }
-        if (fl_ready_push(&loop->ready, fl_handle_run_entry, h) < 0) {
-            return;
+        else if (fl_ready_push(&loop->ready, fl_handle_run_entry, h) < 0) {
+            break;                  /* the error stops the run loop */
         }
+    }
+    if (dropped[0] != NULL || dropped[1] != NULL) {
+        if (w->reader == NULL && w->writer == NULL) {
+            forget_watch(loop, fd);
+        }
+        else {
+            update_watcher(loop, w, 0);
+        }
+        Py_XDECREF(dropped[0]);
+        Py_XDECREF(dropped[1]);
     }
 }
 
@@ -175,6 +250,10 @@ get_watch(FlLoop *loop, int fd)
     return t->by_fd[fd];
 }
 
+/* add_reader/add_writer. Everything that can run Python code (fileno(),
+   the transport map and the stale registration check, the handle:
+   allocation and the debug stack capture) comes first; then the loop is checked, and from there to
+   the libev call only C runs (docs/NOTES.md, "Checks and Python code"). */
 static PyObject *
 add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
             int writing, const char *method)
@@ -188,19 +267,28 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
     if (fl_loop_check_closed(loop) < 0) {
         return NULL;
     }
-    int fd = fl_io_fileobj_to_fd(args[0]);
-    if (fd < 0 || fl_fdowner_check(loop, fd, args[0]) < 0
-            || check_fd_pollable(fd) < 0) {
+    PyObject *fileobj = args[0];
+    int fd = fl_io_fileobj_to_fd(fileobj);
+    /* The check also drops a registration of fd left by a closed object. */
+    if (fd < 0 || fl_fdowner_check(loop, fd, fileobj) < 0) {
         return NULL;
     }
     PyObject *h = fl_handle_new(loop, 0, args[1], args + 2, nargs - 2, NULL);
     if (h == NULL) {
         return NULL;
     }
-    fl_fd_watch *w = get_watch(loop, fd);
-    if (w == NULL) {
+    if (loop->closed) {
+        Py_DECREF(h);
+        fl_loop_check_closed(loop);
+        return NULL;
+    }
+    fl_fd_watch *w;
+    if (check_fd_pollable(fd) < 0 || (w = get_watch(loop, fd)) == NULL) {
         Py_DECREF(h);
         return NULL;
+    }
+    if (w->fileobj == NULL) {
+        w->fileobj = Py_NewRef(fileobj);
     }
     PyObject **slot = writing ? &w->writer : &w->reader;
     PyObject *old = *slot;
@@ -220,13 +308,23 @@ remove_handler(FlLoop *loop, PyObject *fileobj, int writing)
         Py_RETURN_FALSE;
     }
     int fd = fl_io_fileobj_to_fd(fileobj);
-    if (fd < 0 || fl_fdowner_check(loop, fd, fileobj) < 0) {
+    if (fd < 0) {
+        /* A closed socket (fileno() -1) or file: found by identity, or the
+           error stands. */
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)
+                || (fd = find_by_identity(loop, fileobj)) < 0) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    else if (fl_fdowner_check(loop, fd, fileobj) < 0) {
         return NULL;
     }
-    if (fd >= loop->fds.size || loop->fds.by_fd[fd] == NULL) {
+    /* Python code ran (fileno(), the transport map): check again. */
+    fl_fd_watch *w = loop->closed ? NULL : lookup_watch(loop, fd);
+    if (w == NULL) {
         Py_RETURN_FALSE;
     }
-    fl_fd_watch *w = loop->fds.by_fd[fd];
     PyObject **slot = writing ? &w->writer : &w->reader;
     PyObject *old = *slot;
     if (old == NULL) {
@@ -288,6 +386,7 @@ fl_io_traverse(fl_fd_table *table, visitproc visit, void *arg)
         if (w != NULL) {
             Py_VISIT(w->reader);
             Py_VISIT(w->writer);
+            Py_VISIT(w->fileobj);
         }
     }
     return 0;

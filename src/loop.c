@@ -3,8 +3,16 @@
 #include "future.h"
 #include "task.h"
 #include <structmember.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
 
 /* asyncio's cap on one poll's timeout (base_events.MAXIMUM_SELECT_TIMEOUT). */
 #define FL_MAX_POLL_TIMEOUT (24.0 * 3600.0)
@@ -25,16 +33,51 @@ fl_loop_time(void)
 
 /* ---- libev glue ---- */
 
-/* A failed epoll_wait and the like. libev retries when this returns, so we
-   note the error and the run loop raises it as OSError: a loop that
-   cannot poll must fail loudly, never abort() the process. */
+/* libev reports a failed system call here. For one-shot calls (epoll_wait)
+   it then returns, and the run loop raises the error noted here as
+   OSError: a loop that cannot poll must fail loudly, never abort().
+
+   A few libev calls instead retry for as long as this callback returns:
+   pipe()/eventfd() for its async/signal pipe, and epoll_create() when a
+   forked child first runs an inherited loop. With no free descriptor they
+   spun forever with the GIL held (issue #10, C7). fastloop keeps them out of
+   reach rather than escaping from them (a longjmp out of libev would leave
+   its state half-changed): it makes its wakeup eventfd itself (no ev_async,
+   ev_signal or ev_child ever starts libev's pipe), asks for epoll alone so
+   that a loop that cannot get one fails at ev_loop_new() instead of falling
+   back to poll(), and in a forked child libev's epoll_fork() closes the old
+   epoll before it makes the new one, so it needs no free descriptor. Should
+   a retry loop be entered all the same (another thread of a forked child
+   taking the descriptor between the close and epoll_create, or ENFILE), the
+   retries are spaced out and, after a few seconds, the process stops with a
+   fatal error that names the call instead of spinning unkillably. */
 static _Thread_local int fl_syserr_errno;
 static _Thread_local const char *fl_syserr_msg;
+static _Thread_local unsigned int fl_syserr_repeats;
+
+#define FL_SYSERR_MAX_REPEATS 3000      /* ~3 s of 1 ms pauses */
 
 static void
 fl_syserr_cb(const char *msg) EV_NOEXCEPT
 {
-    fl_syserr_errno = errno ? errno : EIO;
+    int err = errno ? errno : EIO;
+    if (fl_syserr_msg == msg && fl_syserr_errno == err) {
+        /* The same call failed again before the run loop saw the first
+           failure: libev is retrying it. */
+        if (++fl_syserr_repeats >= FL_SYSERR_MAX_REPEATS) {
+            static char buf[200];
+            snprintf(buf, sizeof(buf),
+                     "fastloop: libev cannot recover from %s: %s",
+                     msg, strerror(err));
+            Py_FatalError(buf);
+        }
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    else {
+        fl_syserr_repeats = 0;
+    }
+    fl_syserr_errno = err;
     fl_syserr_msg = msg;
 }
 
@@ -47,7 +90,114 @@ raise_pending_syserr(void)
     errno = fl_syserr_errno;
     PyErr_SetFromErrnoWithFilename(PyExc_OSError, fl_syserr_msg);
     fl_syserr_msg = NULL;
+    fl_syserr_repeats = 0;
     return -1;
+}
+
+/* ---- the wakeup descriptor ---- */
+
+static void
+close_wakeup_fds(FlLoop *self)
+{
+    if (self->ev != NULL) {
+        ev_io_stop(self->ev, &self->wakeup);     /* clears a pending event too */
+    }
+    if (self->wakeup_wfd >= 0 && self->wakeup_wfd != self->wakeup_rfd) {
+        close(self->wakeup_wfd);
+    }
+    if (self->wakeup_rfd >= 0) {
+        close(self->wakeup_rfd);
+    }
+    self->wakeup_rfd = self->wakeup_wfd = -1;
+    self->sleeping = 0;
+    self->wake_pending = 0;
+}
+
+#ifndef __linux__
+static int
+set_nonblock_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0
+            || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) ? -1 : 0;
+}
+#endif
+
+/* Makes the wakeup descriptor and starts its watcher; -1 with errno. No
+   Python code runs here. */
+static int
+open_wakeup(FlLoop *self)
+{
+#ifdef __linux__
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    self->wakeup_rfd = self->wakeup_wfd = fd;
+#else
+    int fds[2];
+    if (pipe(fds) < 0) {
+        return -1;
+    }
+    if (set_nonblock_cloexec(fds[0]) < 0 || set_nonblock_cloexec(fds[1]) < 0) {
+        int err = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = err;
+        return -1;
+    }
+    self->wakeup_rfd = fds[0];
+    self->wakeup_wfd = fds[1];
+#endif
+    self->sleeping = 0;
+    self->wake_pending = 0;
+    ev_io_set(&self->wakeup, self->wakeup_rfd, EV_READ);
+    ev_io_start(self->ev, &self->wakeup);
+    return 0;
+}
+
+static void
+write_wakeup(FlLoop *self)
+{
+    if (self->wake_pending || self->wakeup_wfd < 0) {
+        return;
+    }
+    self->wake_pending = 1;
+    int saved = errno;
+    uint64_t one = 1;
+    ssize_t r;
+    do {
+        r = write(self->wakeup_wfd, &one, sizeof(one));
+    } while (r < 0 && errno == EINTR);
+    /* EAGAIN: it is full of wakeups already. */
+    errno = saved;
+}
+
+void
+fl_loop_wakeup(FlLoop *self)
+{
+    /* A loop that is not sleeping checks its ready queue before it polls
+       again (and in release_gil, for what was queued meanwhile). */
+    if (self->sleeping) {
+        write_wakeup(self);
+    }
+}
+
+static void
+wakeup_cb(struct ev_loop *ev, ev_io *w, int revents)
+{
+    FlLoop *self = ev_userdata(ev);
+    /* Waking the poll is the point; count it so the next poll is not skipped. */
+    self->io_events++;
+    self->wake_pending = 0;
+    uint64_t buf[8];
+    int saved = errno;
+    while (read(w->fd, buf, sizeof(buf)) > 0) {
+#ifdef __linux__
+        break;      /* one read empties an eventfd */
+#endif
+    }
+    errno = saved;
 }
 
 /* The GIL is released only around a poll that may sleep: libev calls these
@@ -57,6 +207,13 @@ release_gil(struct ev_loop *ev) EV_NOEXCEPT
 {
     FlLoop *self = ev_userdata(ev);
     if (self->poll_may_block) {
+        self->sleeping = 1;
+        if (self->ready.count || self->stopping) {
+            /* Queued (or stopped) since run_once() decided to sleep, by
+               Python code that ran inside ev_run or a thread it let in:
+               don't sleep. */
+            write_wakeup(self);
+        }
         self->released_tstate = PyEval_SaveThread();
     }
 }
@@ -69,14 +226,8 @@ acquire_gil(struct ev_loop *ev) EV_NOEXCEPT
         PyThreadState *ts = self->released_tstate;
         self->released_tstate = NULL;
         PyEval_RestoreThread(ts);
+        self->sleeping = 0;
     }
-}
-
-static void
-wakeup_cb(struct ev_loop *ev, ev_async *w, int revents)
-{
-    /* Waking the poll is the point; count it so the next poll is not skipped. */
-    ((FlLoop *)ev_userdata(ev))->io_events++;
 }
 
 static void
@@ -175,12 +326,26 @@ require_callback_arg(Py_ssize_t nargs, Py_ssize_t needed, const char *method,
 
 /* ---- scheduling ---- */
 
+/* A handle made by Python-running code (allocation, the debug stack
+   capture) is queued only if the loop is still open: its caller checked
+   that before, and the check no longer holds (docs/NOTES.md, "Checks and
+   Python code"). */
+static int
+recheck_closed(FlLoop *self, PyObject *h)
+{
+    if (self->closed) {
+        Py_DECREF(h);
+        return fl_loop_check_closed(self);
+    }
+    return 0;
+}
+
 PyObject *
 fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *context)
 {
     PyObject *h = fl_handle_new(self, 0, args[0], args + 1, nargs - 1, context);
-    if (h == NULL) {
+    if (h == NULL || recheck_closed(self, h) < 0) {
         return NULL;
     }
     if (fl_ready_push(&self->ready, fl_handle_run_entry, h) < 0) {
@@ -225,9 +390,12 @@ loop_call_soon_threadsafe(FlLoop *self, PyObject *const *args,
             && check_callback(self, args[0], "call_soon_threadsafe") < 0) {
         return NULL;
     }
+    /* Python code ran since the closed check above (and may have let the
+       thread that closes the loop in): schedule_soon checks again, and
+       nothing but C runs between its check and the wakeup. */
     PyObject *h = fl_loop_schedule_soon(self, args, nargs, context);
     if (h != NULL) {
-        ev_async_send(self->ev, &self->wakeup);
+        fl_loop_wakeup(self);
     }
     return h;
 }
@@ -250,7 +418,7 @@ schedule_at(FlLoop *self, double when, PyObject *const *args,
         return NULL;
     }
     PyObject *t = fl_handle_new(self, 1, args[0], args + 1, nargs - 1, context);
-    if (t == NULL) {
+    if (t == NULL || recheck_closed(self, t) < 0) {
         return NULL;
     }
     FL_TIMER(t)->when = when;
@@ -595,13 +763,24 @@ loop_run(FlLoop *self, PyObject *Py_UNUSED(ignored))
     if (fl_loop_check_closed(self) < 0) {
         return NULL;
     }
-    for (;;) {
-        if (run_once(self) < 0) {
-            return NULL;
-        }
-        if (self->stopping || self->closed) {
-            break;
-        }
+    if (self->in_run) {
+        PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
+        return NULL;
+    }
+    if (self->wakeup_rfd < 0 && open_wakeup(self) < 0) {
+        /* A forked child could not remake it; perhaps it can now. */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    /* close() refuses while this runs, whatever Python code does to the
+       running flag: the loop's ev stays valid for the whole run. */
+    self->in_run = 1;
+    int r;
+    do {
+        r = run_once(self);
+    } while (r == 0 && !self->stopping);
+    self->in_run = 0;
+    if (r < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -659,7 +838,7 @@ static PyObject *
 loop_write_to_self(FlLoop *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->ev != NULL) {
-        ev_async_send(self->ev, &self->wakeup);
+        write_wakeup(self);
     }
     Py_RETURN_NONE;
 }
@@ -701,19 +880,27 @@ destroy_ev(FlLoop *self)
         return;
     }
     fl_io_clear(self);
-    ev_async_stop(self->ev, &self->wakeup);
+    close_wakeup_fds(self);
     ev_timer_stop(self->ev, &self->poll_timeout);
     ev_loop_destroy(self->ev);
     self->ev = NULL;
     unlink_open(self);
 }
 
+/* In the child, right after fork(), with one thread. libev re-creates its
+   epoll at the next ev_run (closing the old one first). The wakeup eventfd
+   is shared with the parent: the child's must be its own, or each process
+   would drain the other's wakeups. Closing the inherited one first means
+   no free descriptor is needed; if making it fails all the same, the
+   loop's next run tries again and raises OSError. */
 void
 fl_loops_after_fork(fl_state *state)
 {
     for (FlLoop *l = state->open_loops; l != NULL; l = l->next_open) {
         if (l->ev != NULL) {
             ev_loop_fork(l->ev);
+            close_wakeup_fds(l);
+            (void)open_wakeup(l);   /* on failure, loop_run retries and raises */
         }
     }
 }
@@ -725,22 +912,36 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
+    self->wakeup_rfd = self->wakeup_wfd = -1;
     self->state = fl_state_from_type(type);
     if (self->state == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    /* Never the default loop: it would take over SIGCHLD. */
-    self->ev = ev_loop_new(EVFLAG_NOENV | EVFLAG_NOSIGMASK);
+    /* Never the default loop: it would take over SIGCHLD. epoll alone where
+       libev recommends it: without a descriptor for it, libev would fall
+       back to poll() and the loop would limp on; fail here instead. */
+    unsigned int flags = EVFLAG_NOENV | EVFLAG_NOSIGMASK;
+    errno = 0;
+    self->ev = ev_loop_new(flags | (ev_recommended_backends() & EVBACKEND_EPOLL));
+    if (self->ev == NULL && errno != EMFILE && errno != ENFILE && errno != ENOMEM) {
+        self->ev = ev_loop_new(flags);  /* no epoll in this kernel */
+    }
     if (self->ev == NULL) {
+        int err = errno ? errno : ENOMEM;
         Py_DECREF(self);
-        PyErr_SetString(PyExc_OSError, "libev could not create an event loop");
-        return NULL;
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     ev_set_userdata(self->ev, self);
     ev_set_loop_release_cb(self->ev, release_gil, acquire_gil);
-    ev_async_init(&self->wakeup, wakeup_cb);
-    ev_async_start(self->ev, &self->wakeup);
+    ev_io_init(&self->wakeup, wakeup_cb, -1, EV_READ);
+    if (open_wakeup(self) < 0) {
+        int err = errno;
+        Py_DECREF(self);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     ev_timer_init(&self->poll_timeout, poll_timeout_cb, 0.0, 0.0);
     self->slow_callback_duration = 0.1;
     self->clock_resolution = 1e-9;
@@ -755,7 +956,7 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *
 loop_close_core(FlLoop *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->running) {
+    if (self->running || self->in_run) {
         PyErr_SetString(PyExc_RuntimeError, "Cannot close a running event loop");
         return NULL;
     }
@@ -792,7 +993,7 @@ loop_clear(FlLoop *self)
     Py_CLEAR(self->task_factory);
     fl_ready_clear(&self->ready);
     fl_timers_clear(&self->timers);
-    if (self->ev != NULL && !self->running) {
+    if (self->ev != NULL && !self->running && !self->in_run) {
         fl_io_clear(self);
     }
     return 0;

@@ -17,10 +17,23 @@ typedef struct FlLoop {
     fl_timer_heap timers;
     fl_fd_table fds;
 
-    ev_async wakeup;            /* call_soon_threadsafe; keeps ev_run blocking */
+    /* Wakeups from other threads: our own eventfd (a pipe elsewhere), not
+       an ev_async, so that libev never makes a descriptor of its own after
+       the loop exists (it retries forever when it cannot: issue #10, C7).
+       The watcher also keeps ev_run blocking. The GIL guards the flags:
+       `sleeping` is set before the GIL is released for a poll that may
+       block and cleared once it is taken back, and a wakeup writes only
+       then, once until the loop drains it (`wake_pending`). */
+    ev_io wakeup;
+    int wakeup_rfd;             /* -1 when missing: a forked child could
+                                   not remake it; the next run tries again */
+    int wakeup_wfd;             /* the same eventfd, or a pipe's write end */
+    char sleeping;
+    char wake_pending;
     ev_timer poll_timeout;      /* wakes the poll for the earliest timer */
     PyThreadState *released_tstate;
     char poll_may_block;        /* release the GIL only when the poll can sleep */
+    char in_run;                /* inside _run(): close() must refuse */
     double last_poll;           /* when a non-blocking poll last ran */
     unsigned long io_events;    /* watcher callbacks run, ever: did a poll find any? */
     char poll_found_nothing;    /* the last non-blocking poll ran no watcher */
@@ -54,6 +67,8 @@ PyObject *fl_loop_schedule_soon(FlLoop *loop, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *context);
 /* A timer handle was cancelled while in the heap. */
 void fl_loop_timer_cancelled(FlLoop *loop, PyObject *timer);
+/* Wakes the loop from its poll if it sleeps there (any thread, GIL held). */
+void fl_loop_wakeup(FlLoop *loop);
 /* Re-creates kernel state (epoll, eventfd) in a forked child. */
 void fl_loops_after_fork(fl_state *state);
 /* Makes libev report failed system calls instead of aborting. */

@@ -238,9 +238,32 @@ add_loop_methods(PyTypeObject *loop_type)
     return 0;
 }
 
+/* fastloop keeps process-wide pointers to its types (fl_future_type_g and
+   others, for checks on hot paths that have no module state at hand): a
+   second interpreter loading it would repoint them at its own types, and
+   leave them dangling once it is freed (issue #10, C9). So it loads in the
+   main interpreter only: Py_mod_multiple_interpreters refuses isolated
+   interpreters on 3.12+, and this check, which runs before anything is
+   touched, refuses every other one, legacy sub-interpreters included, on
+   every version. */
+static int
+check_main_interpreter(void)
+{
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "fastloop._core does not support loading in "
+                        "subinterpreters");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 module_exec(PyObject *module)
 {
+    if (check_main_interpreter() < 0) {
+        return -1;
+    }
     fl_state *st = get_state(module);
     st->kwnames_context = Py_BuildValue("(s)", "context");
     if (st->kwnames_context == NULL) {
@@ -304,6 +327,9 @@ module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
     {0, NULL},
 };
 
