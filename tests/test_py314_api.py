@@ -14,7 +14,6 @@ the same.
 import asyncio
 import contextvars
 import sys
-import warnings
 
 import pytest
 
@@ -90,7 +89,6 @@ def test_policy_class_in_all_until_314():
 @pytest.mark.skipif(PY316, reason="policies are gone on 3.16")
 def test_install_warns_as_set_event_loop_policy(impl):
     got = run_warnings(f"""
-import warnings
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     policy = {POLICY_CLASS[impl]}
