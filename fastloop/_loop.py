@@ -13,6 +13,10 @@ from asyncio.log import logger
 from . import _core, _datagram, _helpers, _network, _pipes, _sendfile, _sock
 
 _Base = base_events.BaseEventLoop
+# 3.14 deprecated the public asyncio.iscoroutinefunction; asyncio itself
+# calls the private one, which older versions lack.
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction",
+                               coroutines.iscoroutinefunction)
 
 
 def _noop_signal_handler(signum, frame):
@@ -217,7 +221,7 @@ class Loop(_core.LoopCore, _sock.SockMethods, _sendfile.SendfileMixin,
             raise ValueError(f"invalid signal number {sig}")
 
     def add_signal_handler(self, sig, callback, *args):
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
