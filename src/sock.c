@@ -687,6 +687,13 @@ op_begin_wait(FlSockOp *op)
         Py_DECREF(fut);
         return NULL;
     }
+    /* Python code ran since the checks (fileno(), the fd map, the
+       allocations): libev must not be handed a destroyed loop. A closed fd
+       is caught by the prepare watcher, just before the poll. */
+    if (fl_loop_check_closed(loop) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
     op->fd = fd;
     op->fut = fut;
     op_watch(op);

@@ -94,6 +94,23 @@ static char read_buf[READ_SIZE];
 
 /* ---- small helpers ---- */
 
+/* protocol.<name>(arg) (arg NULL: no argument). The protocol is held for
+   the call: a callback may replace it (set_protocol()), and a C method
+   does not hold its own self. */
+static PyObject *
+call_protocol(FlStream *s, PyObject *name, PyObject *arg)
+{
+    PyObject *protocol = s->tr.protocol;
+    if (protocol == NULL) {
+        Py_RETURN_NONE;     /* connection_lost() already ran */
+    }
+    Py_INCREF(protocol);
+    PyObject *r = arg ? fl_call_method1(protocol, name, arg)
+                      : fl_call_method0(protocol, name);
+    Py_DECREF(protocol);
+    return r;
+}
+
 static PyObject *
 errno_exception(int err)
 {
@@ -338,7 +355,7 @@ call_connection_lost(PyObject *self, PyObject *exc)
     }
     s->lost = 1;
     if (s->tr.protocol != NULL) {
-        PyObject *r = fl_call_method1(s->tr.protocol, fl_str_connection_lost, exc);
+        PyObject *r = call_protocol(s, fl_str_connection_lost, exc);
         if (r != NULL) {
             Py_DECREF(r);
         }
@@ -445,7 +462,7 @@ on_eof(PyObject *self)
             "(sO)", "%r received EOF", self)) < 0) {
         return -1;
     }
-    PyObject *r = fl_call_method0(s->tr.protocol, str_eof_received);
+    PyObject *r = call_protocol(s, str_eof_received, NULL);
     if (r == NULL) {
         PyObject *exc = fl_transport_take_nonfatal();
         if (exc == NULL) {
@@ -570,7 +587,7 @@ read_data(PyObject *self)
         Py_DECREF(exc);
         return rc;
     }
-    PyObject *r = fl_call_method1(s->tr.protocol, str_data_received, data);
+    PyObject *r = call_protocol(s, str_data_received, data);
     Py_DECREF(data);
     if (r == NULL) {
         return protocol_failed(self, "Fatal error: protocol.data_received() call failed.");
@@ -587,7 +604,7 @@ read_buffered(PyObject *self)
     if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL) {
         return -1;
     }
-    PyObject *buf = fl_call_method1(s->tr.protocol, str_get_buffer, minus_one);
+    PyObject *buf = call_protocol(s, str_get_buffer, minus_one);
     Py_buffer view;
     if (buf == NULL) {
         return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
@@ -621,7 +638,7 @@ read_buffered(PyObject *self)
     if (nbytes == NULL) {
         return -1;
     }
-    PyObject *res = fl_call_method1(s->tr.protocol, str_buffer_updated, nbytes);
+    PyObject *res = call_protocol(s, str_buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
         return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -811,11 +828,10 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
 static int
 call_connection_made(PyObject *self, PyObject *Py_UNUSED(arg))
 {
-    PyObject *protocol = ST(self)->tr.protocol;
-    if (protocol == NULL) {
+    if (ST(self)->tr.protocol == NULL) {
         return 0;
     }
-    PyObject *r = fl_call_method1(protocol, str_connection_made, self);
+    PyObject *r = call_protocol(ST(self), str_connection_made, self);
     if (r == NULL) {
         return fl_transport_callback_failed(
             self, "Exception in callback protocol.connection_made()");
@@ -1146,6 +1162,10 @@ stream_write(PyObject *self, PyObject *data)
         return NULL;
     }
     PyObject *ret = NULL;
+    /* A subclass's __buffer__ (3.12+) is Python code: check again. */
+    if (!PyBytes_CheckExact(data) && check_writable(s, "write") < 0) {
+        goto done;
+    }
     if (view.len == 0) {
         ret = Py_NewRef(Py_None);
         goto done;

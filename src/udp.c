@@ -661,7 +661,13 @@ failed:;
         }
         return r < 0 ? -1 : 0;
     }
-    PyObject *protocol = Py_NewRef(self->tr.protocol);
+    /* Allocations above may have run the collector, and Python code. */
+    PyObject *protocol = Py_XNewRef(self->tr.protocol);
+    if (protocol == NULL) {
+        Py_DECREF(data);
+        Py_DECREF(addr);
+        return 0;
+    }
     PyObject *args[3] = {protocol, data, addr};
     PyObject *res = PyObject_VectorcallMethod(str_datagram_received, args, 3,
                                               NULL);
@@ -1002,6 +1008,12 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
             if (r < 0) {
                 return NULL;
             }
+            Py_RETURN_NONE;
+        }
+        if (self->tr.conn_lost) {
+            /* Aborted by the Python code sendto() ran (the address's
+               __buffer__, say): nothing will be sent any more. */
+            PyBuffer_Release(&view);
             Py_RETURN_NONE;
         }
         if (start_watcher(self, &self->tr.wio) < 0) {

@@ -612,3 +612,50 @@ def test_socket_closed_after_write_queued(impl):
     """
     proc = run_py(code, impl)
     assert proc.returncode == 0 and "ok" in proc.stdout, describe(proc)
+
+
+# ---- Class 1: Python code between a check and the libev call ----
+
+@pytest.mark.parametrize("impl", ["asyncio", "fastloop"])
+def test_sock_op_loop_closed_during_checks(impl):
+    """A sock_* operation that must wait checks that the loop is open, then
+    runs Python code (the fd map, fileno(), allocations) before it starts
+    its watcher: here that code closes the loop. fastloop handed libev the
+    destroyed loop (a crash); asyncio raises 'Event loop is closed'."""
+    code = """
+        import socket
+        base = type(new_loop())
+
+        class L(base):
+            close_now = False
+
+            @property
+            def _transports(self):
+                if self.close_now:
+                    self.close_now = False
+                    self.close()
+                return self.__dict__.setdefault("_map", {})
+
+            @_transports.setter
+            def _transports(self, value):
+                self.__dict__["_map"] = value
+
+        lp = L()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        op = lp.sock_recv(a, 10)
+        lp.close_now = True
+        try:
+            op.send(None)
+        except RuntimeError as exc:
+            assert "closed" in str(exc), exc
+        else:
+            raise AssertionError("no error")
+        op.close()
+        assert lp.is_closed()
+        a.close()
+        b.close()
+        print("ok")
+    """
+    proc = run_py(code, impl)
+    assert proc.returncode == 0 and "ok" in proc.stdout, describe(proc)
