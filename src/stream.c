@@ -964,9 +964,7 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (fd < 0) {
         return NULL;
     }
-    /* asyncio's _ensure_fd_no_transport(): a live transport owns fd (its
-       socket closed behind its back, the number reused). */
-    if (kind == KIND_SOCKET && fl_fdowner_check(loop, fd, sock) < 0) {
+    if (kind == KIND_SOCKET && fl_transport_check_fd_free(loop, fd, sock) < 0) {
         return NULL;
     }
     PyTypeObject *tp = kind == KIND_READ_PIPE ? read_pipe_type : stream_type;

@@ -123,6 +123,18 @@ fl_transport_bind_fd(fl_transport *t)
 }
 
 int
+fl_transport_check_fd_free(FlLoop *loop, int fd, PyObject *sock)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12's _make_socket_transport() and _make_datagram_transport() call
+       _ensure_fd_no_transport(sock); 3.11's do not. */
+    return fl_fdowner_check(loop, fd, sock);
+#else
+    return 0;
+#endif
+}
+
+int
 fl_transport_fd_ok_slow(fl_transport *t)
 {
     if (t->sock == NULL || t->fd < 0) {

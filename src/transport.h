@@ -131,6 +131,11 @@ int fl_transport_bind_fd(fl_transport *t);
 
 int fl_transport_fd_ok_slow(fl_transport *t);
 
+/* asyncio's _ensure_fd_no_transport() when a socket or datagram transport
+   is made (3.12+): RuntimeError if a live transport owns fd (its socket
+   closed behind its back, the number reused). */
+int fl_transport_check_fd_free(FlLoop *loop, int fd, PyObject *sock);
+
 /* Is t->fd still the descriptor of t->sock? Runs no Python code. */
 static inline int
 fl_transport_fd_ok(fl_transport *t)

@@ -805,8 +805,7 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (fd < 0) {
         return NULL;
     }
-    /* asyncio's _ensure_fd_no_transport(). */
-    if (fl_fdowner_check((FlLoop *)loop, fd, sock) < 0) {
+    if (fl_transport_check_fd_free((FlLoop *)loop, fd, sock) < 0) {
         return NULL;
     }
     PyObject *family = PyObject_GetAttrString(sock, "family");

@@ -34,7 +34,7 @@ def lower_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, nfds() + 64), hard))
 
-async def sweep(attempt, cleanup, max_free=16):
+async def sweep(attempt, cleanup, max_free=16, first_fails=True):
     '''attempt() with 0, 1, 2, ... free fds: a result or a clean OSError.'''
     outcomes = []
     for free in range(max_free):
@@ -51,7 +51,8 @@ async def sweep(attempt, cleanup, max_free=16):
         if res is not None:
             outcomes.append("ok")
             await cleanup(res)
-    assert outcomes[0] == "EMFILE" and outcomes[-1] == "ok", outcomes
+    assert outcomes[0] == "EMFILE" or not first_fails, outcomes
+    assert outcomes[-1] == "ok", outcomes
     return outcomes
 """
 
@@ -210,7 +211,9 @@ async def main():
             assert out == b"data", (out, err)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
 
-    outcomes = await sweep(attempt, cleanup, max_free=20)
+    # (3.13's Popen spawns with no free fd at all when it needs no pipes:
+    # posix_spawn has no error pipe; fastloop then waits in a thread.)
+    outcomes = await sweep(attempt, cleanup, max_free=20, first_fails=PIPES)
     await asyncio.sleep(0.1)
     assert nfds() == before, (nfds(), before, outcomes)
 
