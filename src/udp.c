@@ -431,6 +431,18 @@ cached_addr(FlUdpTransport *self, PyObject *addr)
 
 /* ---- sending ---- */
 
+/* The socket was closed behind the transport's back (its number may be
+   another socket's now): OSError(EBADF) for the caller, and the transport
+   stops watching and fails soon, instead of polling a number that is not
+   its own. */
+static void
+fd_gone(FlUdpTransport *self)
+{
+    fl_transport_fd_lost(&self->tr, EBADF);
+    errno = EBADF;
+    PyErr_SetFromErrno(PyExc_OSError);
+}
+
 /* Sends one datagram: 0 sent, 1 the kernel would block, -1 error set. */
 static int
 send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
@@ -484,10 +496,7 @@ send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
     PyErr_SetFromErrno(PyExc_OSError);
     return -1;
 badf:
-    /* Closed behind the transport's back: its number may be another
-       socket's now. */
-    errno = EBADF;
-    PyErr_SetFromErrno(PyExc_OSError);
+    fd_gone(self);
     return -1;
 }
 
@@ -610,8 +619,7 @@ read_one(FlUdpTransport *self)
         socklen_t sslen = sizeof(ss);
         ssize_t n;
         if (!fl_transport_fd_ok(&self->tr)) {
-            errno = EBADF;
-            PyErr_SetFromErrno(PyExc_OSError);
+            fd_gone(self);
             goto failed;
         }
         do {

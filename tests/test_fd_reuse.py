@@ -417,13 +417,14 @@ def test_stream_transport_sendfile(loop, impl):
 class DRec(asyncio.DatagramProtocol):
     def __init__(self, loop):
         self.got = []
+        self.errors = []
         self.lost = loop.create_future()
 
     def datagram_received(self, data, addr):
         self.got.append(data)
 
     def error_received(self, exc):
-        pass
+        self.errors.append(exc)
 
     def connection_lost(self, exc):
         if not self.lost.done():
@@ -446,6 +447,10 @@ def test_datagram_transport_read(loop, impl):
             assert pr.got == [], "the old transport read the new socket"
             if impl == "fastloop":
                 assert bytes(pr2.data) == b"for the new one"
+                # It stops polling a number that is not its own (an
+                # error_received() per poll would spin) and fails.
+                assert isinstance(await asyncio.wait_for(pr.lost, 5), OSError)
+                assert len(pr.errors) <= 1, pr.errors
             quietly(tr2.close, tr.abort)
             await asyncio.sleep(0.01)
 
