@@ -303,3 +303,33 @@ def test_child_pidfd_not_watchable(impl, shim):
         loop.close()
     """
     run_shimmed(code, impl, shim)
+
+
+@pytest.mark.parametrize("impl", ["asyncio", "fastloop"])
+def test_sock_op_fd_not_watchable(impl, shim):
+    """A sock_* operation that must wait on an fd the loop cannot watch
+    fails with the reason (asyncio: from add_reader() at once)."""
+    code = """
+        async def main():
+            loop = asyncio.get_running_loop()
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            fail_fd(a.fileno())
+            try:
+                await asyncio.wait_for(loop.sock_recv(a, 10), 2)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+            else:
+                raise AssertionError("no error")
+            fail_fd(-1)
+            b.send(b"later")
+            assert await asyncio.wait_for(loop.sock_recv(a, 10), 2) == b"later"
+            a.close()
+            b.close()
+            print("ok")
+
+        loop = new_loop()
+        loop.run_until_complete(main())
+        loop.close()
+    """
+    run_shimmed(code, impl, shim)
