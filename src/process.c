@@ -87,10 +87,11 @@ reap(FlChildWatcher *c, int *code)
         r = waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &info, WEXITED | WNOHANG);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
-        if (errno == EINVAL) {
-            return reap_pid(c->pid, code);     /* Linux < 5.4: no P_PIDFD */
+        if (errno == ECHILD) {
+            return -1;      /* reaped already, by Popen.poll() */
         }
-        return -1;
+        /* EINVAL: Linux < 5.4, no P_PIDFD; anything else: ask by pid. */
+        return reap_pid(c->pid, code);
     }
     if (info.si_pid == 0) {
         return 0;       /* not exited (yet): a spurious readiness */
