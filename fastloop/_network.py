@@ -189,9 +189,12 @@ def _log_debug(fmt, obj):
 def _accept_error(loop, listener, exc):
     sock = listener.sock
     if isinstance(exc, OSError) and exc.errno in (
-            errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+            errno.ENOSPC):
         # Linux keeps reporting the socket readable: stop watching it for
         # a while, then accept again (fds may have been freed by then).
+        # ENOSPC: the loop could not watch the socket at all (epoll's
+        # max_user_watches); retried the same way.
         loop.call_exception_handler({
             'message': 'socket.accept() out of system resource',
             'exception': exc,

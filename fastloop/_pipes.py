@@ -12,11 +12,15 @@ _UnixSubprocessTransport (subprocess.Popen, then our pipe transports).
 What differs is how a child's exit is noticed: no SIGCHLD handler and no
 child watcher. A pidfd (os.pidfd_open) watched by the loop tells us the
 child exited (a C ev_io watcher on it: _core.ChildWatcher, src/process.c),
-and it reaps exactly that pid with waitpid(pid, WNOHANG),
-so children spawned elsewhere (subprocess, os.fork) are never touched and
-a loop in any thread works. Where pidfd_open is missing (Linux < 5.3) a
-thread blocks in os.waitpid(pid, 0) for each child instead.
+and it reaps exactly that pid without blocking (waitid on the pidfd), so
+children spawned elsewhere (subprocess, os.fork) are never touched and a
+loop in any thread works. Where pidfd_open is missing (Linux < 5.3), or the
+loop cannot watch the pidfd, a thread blocks in os.waitpid(pid, 0) for the
+child instead. Either way the protocol's process_exited() (and what it
+schedules) runs in the context of the subprocess_exec() call, as with
+asyncio's pidfd watcher (3.12+).
 """
+import contextvars
 import functools
 import os
 import stat
@@ -100,20 +104,32 @@ class PipesMixin:
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            # No pidfd (old kernel or libc): a thread waits for this child.
-            threading.Thread(target=_wait_in_thread,
-                             args=(self, pid, transp),
-                             name=f"fastloop-waitpid-{pid}",
-                             daemon=True).start()
+            # No pidfd (old kernel or libc, or out of fds): a thread waits
+            # for this child.
+            self._fl_wait_in_thread(transp)
             return
         try:
             watcher = _core.ChildWatcher(
                 self, pidfd, pid,
-                functools.partial(self._fl_child_exited, pidfd, transp))
+                functools.partial(self._fl_child_exited, pidfd, transp),
+                functools.partial(self._fl_child_watch_failed, pidfd, transp))
         except BaseException:
             os.close(pidfd)
             raise
         self._fl_children[pidfd] = watcher
+
+    def _fl_wait_in_thread(self, transp):
+        pid = transp.get_pid()
+        threading.Thread(target=_wait_in_thread,
+                         args=(self, pid, transp, contextvars.copy_context()),
+                         name=f"fastloop-waitpid-{pid}",
+                         daemon=True).start()
+
+    def _fl_child_watch_failed(self, pidfd, transp):
+        """The loop could not watch the pidfd (the ChildWatcher closed it
+        unless it was not its own any more); the child is still running."""
+        self._fl_children.pop(pidfd, None)
+        self._fl_wait_in_thread(transp)
 
     @functools.cached_property
     def _fl_children(self):
@@ -154,7 +170,7 @@ def _reap(pid):
         pass
 
 
-def _wait_in_thread(loop, pid, transp):
+def _wait_in_thread(loop, pid, transp, context):
     try:
         _, status = os.waitpid(pid, 0)
         returncode = os.waitstatus_to_exitcode(status)
@@ -163,6 +179,7 @@ def _wait_in_thread(loop, pid, transp):
         if returncode is None:
             returncode = 255
     try:
-        loop.call_soon_threadsafe(transp._process_exited, returncode)
+        loop.call_soon_threadsafe(transp._process_exited, returncode,
+                                  context=context)
     except RuntimeError:
         pass    # the loop is closed: the child is reaped all the same

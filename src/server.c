@@ -6,6 +6,7 @@
    _accept_connection2, through fastloop._network). Running out of fds or
    memory is reported and pauses accepting for a while, as asyncio does. */
 #include "server.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -30,6 +31,8 @@ typedef struct {
        share_addresses(). */
     PyObject *last_sockname, *last_peer_host;
     ev_io w;
+    ev_prepare guard;           /* one-shot: the fd is still the socket's
+                                   when libev first polls it */
     int family, type, proto;
     int backlog;
     char stopped;
@@ -38,8 +41,49 @@ typedef struct {
 static void
 listener_stop_watch(FlListener *l)
 {
-    if (l->loop != NULL && l->loop->ev != NULL && ev_is_active(&l->w)) {
-        ev_io_stop(l->loop->ev, &l->w);
+    if (l->loop != NULL && l->loop->ev != NULL) {
+        if (ev_is_active(&l->w)) {
+            ev_io_stop(l->loop->ev, &l->w);
+        }
+        if (ev_is_active(&l->guard)) {
+            ev_prepare_stop(l->loop->ev, &l->guard);
+        }
+    }
+}
+
+/* Does the listening socket still hold the fd we watch? Closed behind the
+   server's back, its number may be reused by anything. */
+static int
+listener_fd_ok(FlListener *l)
+{
+    int now = l->sock != NULL ? fl_socket_fd_now(l->sock) : -1;
+    if (now == -2) {
+        return fcntl(l->w.fd, F_GETFD) >= 0;   /* not a socket object */
+    }
+    return now == l->w.fd;
+}
+
+/* Starts accepting, unless the socket was closed (libev would abort the
+   process on a closed fd at its next poll; the guard re-checks then). */
+static void
+listener_watch(FlListener *l)
+{
+    if (l->loop->ev == NULL || ev_is_active(&l->w) || !listener_fd_ok(l)) {
+        return;
+    }
+    ev_io_start(l->loop->ev, &l->w);
+    if (!ev_is_active(&l->guard)) {
+        ev_prepare_start(l->loop->ev, &l->guard);
+    }
+}
+
+static void
+guard_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    FlListener *l = w->data;
+    ev_prepare_stop(ev, w);
+    if (ev_is_active(&l->w) && !listener_fd_ok(l)) {
+        ev_io_stop(ev, &l->w);
     }
 }
 
@@ -122,16 +166,8 @@ share_peer_host(FlListener *l, PyObject *addr)
 }
 
 static int
-accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
+accept_plain(FlListener *l, PyObject *conn, PyObject *addr, PyObject *ctx)
 {
-    PyObject *ctx = PyObject_CallMethod(l->context, "copy", NULL);
-    if (ctx == NULL) {
-        return -1;
-    }
-    if (PyContext_Enter(ctx) < 0) {
-        Py_DECREF(ctx);
-        return -1;
-    }
     int rc = 0;
     PyObject *protocol = NULL, *extra = NULL, *tr = NULL;
     protocol = PyObject_CallNoArgs(l->factory);
@@ -167,6 +203,34 @@ accept_plain(FlListener *l, PyObject *conn, PyObject *addr)
     Py_XDECREF(tr);
     Py_XDECREF(extra);
     Py_XDECREF(protocol);
+    return rc;
+}
+
+/* TLS: asyncio's _accept_connection2 as a task, which makes the protocol,
+   the SSL protocol and the transport. */
+static int
+accept_ssl(FlListener *l, PyObject *conn, PyObject *addr, PyObject *ctx)
+{
+    return fl_transport_call_helper("_accept_ssl", Py_BuildValue(
+        "(OOOO)", (PyObject *)l->loop, (PyObject *)l, conn, addr));
+}
+
+/* A new connection, plain or TLS, in a copy of the context that was
+   current when the server was made: what asyncio's accept Handle (made by
+   _start_serving) runs in, and every callback of the connection after. */
+static int
+accept_in_context(FlListener *l, PyObject *conn, PyObject *addr)
+{
+    PyObject *ctx = PyContext_Copy(l->context);
+    if (ctx == NULL) {
+        return -1;
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(ctx);
+        return -1;
+    }
+    int rc = l->sslcontext != Py_None ? accept_ssl(l, conn, addr, ctx)
+                                      : accept_plain(l, conn, addr, ctx);
     PyObject *pending = rc < 0 ? fl_err_get_raised() : NULL;
     if (PyContext_Exit(ctx) < 0) {
         PyErr_WriteUnraisable(ctx);
@@ -208,14 +272,7 @@ accept_one(FlListener *l)
         Py_DECREF(addr);
         return accept_error(l) < 0 ? -1 : 0;
     }
-    int rc;
-    if (l->sslcontext != Py_None) {
-        rc = fl_transport_call_helper("_accept_ssl", Py_BuildValue(
-            "(OOOO)", (PyObject *)l->loop, (PyObject *)l, conn, addr));
-    }
-    else {
-        rc = accept_plain(l, conn, addr);
-    }
+    int rc = accept_in_context(l, conn, addr);
     Py_DECREF(conn);
     Py_DECREF(addr);
     return rc;
@@ -233,6 +290,38 @@ do_accept(FlListener *l)
     return 0;
 }
 
+/* The watch itself failed: libev's EV_ERROR (epoll_ctl refused the fd,
+   ENOSPC at fs.epoll.max_user_watches, and stopped the watcher), or the
+   socket was closed behind the server's back. Reported, never silent:
+   _accept_error() retries later after running out of a resource. */
+static int
+watch_failed(FlListener *l, int err)
+{
+    listener_stop_watch(l);
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *exc = fl_err_get_raised();
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = fl_transport_call_helper("_accept_error", Py_BuildValue(
+        "(OOO)", (PyObject *)l->loop, (PyObject *)l, exc));
+    Py_DECREF(exc);
+    return rc;
+}
+
+static int
+do_accept_ready(FlListener *l, int revents)
+{
+    if (revents & EV_ERROR) {
+        return watch_failed(l, fl_watch_errno(l->w.fd));
+    }
+    if (!listener_fd_ok(l)) {
+        return watch_failed(l, EBADF);
+    }
+    return do_accept(l);
+}
+
 static void
 accept_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
@@ -244,7 +333,7 @@ accept_cb(struct ev_loop *ev, ev_io *w, int revents)
     }
     Py_INCREF(l);
     Py_INCREF(loop);
-    if (do_accept(l) < 0) {
+    if (do_accept_ready(l, revents) < 0) {
         if (!fl_transport_error_is_fatal()) {
             PyObject *exc = fl_err_get_raised();
             if (fl_transport_call_helper("_accept_error", Py_BuildValue(
@@ -320,6 +409,9 @@ listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     ev_io_init(&l->w, accept_cb, fd, EV_READ);
     l->w.data = l;
+    ev_prepare_init(&l->guard, guard_cb);
+    l->guard.data = l;
+    (void)fl_socket_prove(sock, fd);
     return (PyObject *)l;
 }
 
@@ -330,9 +422,11 @@ listener_start(FlListener *l, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     l->stopped = 0;
-    if (!ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
+    if (!listener_fd_ok(l)) {
+        errno = EBADF;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
+    listener_watch(l);
     Py_RETURN_NONE;
 }
 
@@ -347,8 +441,8 @@ listener_pause(FlListener *l, PyObject *Py_UNUSED(ignored))
 static PyObject *
 listener_resume(FlListener *l, PyObject *Py_UNUSED(ignored))
 {
-    if (!l->stopped && l->loop->ev != NULL && !ev_is_active(&l->w)) {
-        ev_io_start(l->loop->ev, &l->w);
+    if (!l->stopped) {
+        listener_watch(l);
     }
     Py_RETURN_NONE;
 }

@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "future.h"
 #include "fdowner.h"
+#include "transport.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -90,22 +91,15 @@ typedef struct {
 #define OP_FROM_PREPARE(w) \
     ((FlSockOp *)((char *)(w) - offsetof(FlSockOp, prepare)))
 
-/* The first field of CPython's PySocketSockObject (Modules/socketmodule.h,
-   the same from 3.10 to 3.13): the descriptor, -1 once closed. Read
-   directly, it costs nothing to check; fast_fd_checked proves the layout
-   once against fileno(). */
-typedef struct {
-    PyObject_HEAD
-    int sock_fd;
-} fl_socket_head;
-
+/* The descriptor a plain socket holds now (-1 once closed): see
+   fl_socket_fd_now() in transport.h, whose layout is proven against
+   fileno() before a socket counts as fast. */
 #define SOCK_FD(s) (((fl_socket_head *)(s))->sock_fd)
 
 /* Process-wide, like fl_future_type_g: set once by fl_sock_module_init. */
 static PyTypeObject *sockop_type;
 static PyTypeObject *c_socket_type;     /* _socket.socket */
 static PyTypeObject *py_socket_type;    /* socket.socket */
-static int fast_fd_checked;             /* 0 unknown, 1 layout ok, -1 not */
 static Py_ssize_t watching_ops;         /* ops with started watchers, all loops */
 static PyObject *ssl_socket_type;       /* ssl.SSLSocket, Py_None, or NULL */
 static PyObject *sendfile_unavailable;  /* asyncio's SendfileNotAvailableError */
@@ -171,7 +165,7 @@ is_fast_socket(PyObject *sock)
     if (!Py_IS_TYPE(sock, c_socket_type) && !Py_IS_TYPE(sock, py_socket_type)) {
         return 0;
     }
-    if (fast_fd_checked == 0) {
+    if (fl_socket_layout == 0) {
         PyObject *fd = PyObject_CallMethodNoArgs(sock, str_fileno);
         if (fd == NULL) {
             PyErr_Clear();
@@ -183,9 +177,9 @@ is_fast_socket(PyObject *sock)
             PyErr_Clear();
             return 0;
         }
-        fast_fd_checked = (v == SOCK_FD(sock)) ? 1 : -1;
+        (void)fl_socket_prove(sock, (int)v);
     }
-    return fast_fd_checked > 0;
+    return fl_socket_layout > 0;
 }
 
 /* ---- the watchers ---- */
@@ -492,6 +486,27 @@ sendfile_update_filepos(FlSockOp *op)
     }
 }
 
+/* The descriptor a non-fast socket holds now, as asyncio asks sock.fileno()
+   before each os.sendfile(); -1 with an error set if fileno() raised. */
+static int
+sendfile_current_fd(FlSockOp *op)
+{
+    int fd = fl_socket_fd_now(op->sock);
+    if (fd != -2) {
+        return fd;      /* a socket.socket subclass: read, no Python code */
+    }
+    PyObject *f = PyObject_CallMethodNoArgs(op->sock, str_fileno);
+    if (f == NULL) {
+        return -1;
+    }
+    fd = fl_io_fileobj_to_fd(f);
+    Py_DECREF(f);
+    if (fd < 0) {
+        PyErr_Clear();
+    }
+    return fd;
+}
+
 /* asyncio's _sock_sendfile_native_impl(), looping while the socket takes
    data instead of waiting for writability between calls. */
 static attempt_t
@@ -504,10 +519,23 @@ sendfile_attempt(FlSockOp *op, PyObject **result)
                 break;
             }
         }
-        int fd = op->fast ? SOCK_FD(op->sock) : op->fd;
+        int fd = op->fast ? SOCK_FD(op->sock) : sendfile_current_fd(op);
+        if (fd < 0 && PyErr_Occurred()) {
+            return R_ERROR;
+        }
         off_t off = op->offset;
-        ssize_t sent = sendfile(fd, op->fileno, &off, (size_t)op->blocksize);
-        int err = errno;
+        ssize_t sent;
+        int err;
+        if (!op->fast && fd != op->fd) {
+            /* Closed since the transfer began (the number we started on
+               may be another socket's by now). */
+            sent = -1;
+            err = EBADF;
+        }
+        else {
+            sent = sendfile(fd, op->fileno, &off, (size_t)op->blocksize);
+            err = errno;
+        }
         op->calls++;
         if (sent < 0 && would_block(err)) {
             return R_WAIT;
@@ -656,6 +684,13 @@ op_begin_wait(FlSockOp *op)
         return NULL;
     }
     if (fl_future_init(st, fut, (PyObject *)loop) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    /* Python code ran since the checks (fileno(), the fd map, the
+       allocations): libev must not be handed a destroyed loop. A closed fd
+       is caught by the prepare watcher, just before the poll. */
+    if (fl_loop_check_closed(loop) < 0) {
         Py_DECREF(fut);
         return NULL;
     }
@@ -857,10 +892,10 @@ op_io_cb(struct ev_loop *ev, ev_io *w, int revents)
     FlLoop *loop = op->loop;
     loop->io_events++;
     if (revents & EV_ERROR) {
-        /* libev found the descriptor closed and stopped the watcher: the
-           retry reports EBADF, as the syscall on a closed socket does. */
+        /* libev could not watch the descriptor (closed, or epoll_ctl
+           refused it) and stopped the watcher: fail with the reason. */
         if (op->fut != NULL && FL_FUT(op->fut)->state == FL_PENDING) {
-            errno = EBADF;
+            errno = fl_watch_errno(op->fd);
             PyErr_SetFromErrno(PyExc_OSError);
             PyObject *exc = fl_err_get_raised();
             if (fl_future_set_exception(loop->state, op->fut, exc) < 0) {

@@ -94,6 +94,23 @@ static char read_buf[READ_SIZE];
 
 /* ---- small helpers ---- */
 
+/* protocol.<name>(arg) (arg NULL: no argument). The protocol is held for
+   the call: a callback may replace it (set_protocol()), and a C method
+   does not hold its own self. */
+static PyObject *
+call_protocol(FlStream *s, PyObject *name, PyObject *arg)
+{
+    PyObject *protocol = s->tr.protocol;
+    if (protocol == NULL) {
+        Py_RETURN_NONE;     /* connection_lost() already ran */
+    }
+    Py_INCREF(protocol);
+    PyObject *r = arg ? fl_call_method1(protocol, name, arg)
+                      : fl_call_method0(protocol, name);
+    Py_DECREF(protocol);
+    return r;
+}
+
 static PyObject *
 errno_exception(int err)
 {
@@ -134,16 +151,25 @@ static void
 grow_pipe_for_bulk(FlStream *s)
 {
     s->pipe_sized = 1;
+    if (!fl_transport_fd_ok(&s->tr)) {
+        return;
+    }
     int now = fcntl(s->tr.fd, F_GETPIPE_SZ);
     if (now >= 0 && now < PIPE_BULK_CAPACITY) {
         (void)fcntl(s->tr.fd, F_SETPIPE_SZ, PIPE_BULK_CAPACITY);
     }
 }
 
+/* Each syscall first makes sure the fd is still the socket's (or pipe's):
+   closed behind the transport's back, its number may be someone else's. */
 static ssize_t
 io_read(FlStream *s, char *buf, size_t len)
 {
     ssize_t n;
+    if (!fl_transport_fd_ok(&s->tr)) {
+        errno = EBADF;
+        return -1;
+    }
     do {
         n = s->kind == KIND_SOCKET ? recv(s->tr.fd, buf, len, 0)
                                    : read(s->tr.fd, buf, len);
@@ -160,6 +186,10 @@ static ssize_t
 io_write(FlStream *s, const char *ptr, size_t len)
 {
     ssize_t n;
+    if (!fl_transport_fd_ok(&s->tr)) {
+        errno = EBADF;
+        return -1;
+    }
     do {
         n = s->kind == KIND_SOCKET ? send(s->tr.fd, ptr, len, MSG_NOSIGNAL)
                                    : write(s->tr.fd, ptr, len);
@@ -257,6 +287,10 @@ wq_send(FlStream *s)
         iov[n].iov_len = (size_t)c->len;
     }
     ssize_t r;
+    if (!fl_transport_fd_ok(&s->tr)) {
+        errno = EBADF;
+        return -1;
+    }
     if (s->kind != KIND_SOCKET) {
         do {
             r = writev(s->tr.fd, iov, n);
@@ -270,6 +304,17 @@ wq_send(FlStream *s)
         r = sendmsg(s->tr.fd, &msg, MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
     return r;
+}
+
+/* shutdown(SHUT_WR): -1 with errno. */
+static int
+io_shutdown_write(FlStream *s)
+{
+    if (!fl_transport_fd_ok(&s->tr)) {
+        errno = EBADF;
+        return -1;
+    }
+    return shutdown(s->tr.fd, SHUT_WR);
 }
 
 /* ---- closing ---- */
@@ -310,7 +355,7 @@ call_connection_lost(PyObject *self, PyObject *exc)
     }
     s->lost = 1;
     if (s->tr.protocol != NULL) {
-        PyObject *r = fl_call_method1(s->tr.protocol, fl_str_connection_lost, exc);
+        PyObject *r = call_protocol(s, fl_str_connection_lost, exc);
         if (r != NULL) {
             Py_DECREF(r);
         }
@@ -373,6 +418,7 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
 const fl_transport_impl fl_stream_transport_impl = {
     .clear_write_buffer = clear_write_buffer,
     .lost_entry = lost_entry,
+    .fatal_error = fatal_error,
 };
 
 /* ---- reading ---- */
@@ -416,7 +462,7 @@ on_eof(PyObject *self)
             "(sO)", "%r received EOF", self)) < 0) {
         return -1;
     }
-    PyObject *r = fl_call_method0(s->tr.protocol, str_eof_received);
+    PyObject *r = call_protocol(s, str_eof_received, NULL);
     if (r == NULL) {
         PyObject *exc = fl_transport_take_nonfatal();
         if (exc == NULL) {
@@ -541,7 +587,7 @@ read_data(PyObject *self)
         Py_DECREF(exc);
         return rc;
     }
-    PyObject *r = fl_call_method1(s->tr.protocol, str_data_received, data);
+    PyObject *r = call_protocol(s, str_data_received, data);
     Py_DECREF(data);
     if (r == NULL) {
         return protocol_failed(self, "Fatal error: protocol.data_received() call failed.");
@@ -558,7 +604,7 @@ read_buffered(PyObject *self)
     if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL) {
         return -1;
     }
-    PyObject *buf = fl_call_method1(s->tr.protocol, str_get_buffer, minus_one);
+    PyObject *buf = call_protocol(s, str_get_buffer, minus_one);
     Py_buffer view;
     if (buf == NULL) {
         return read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
@@ -592,7 +638,7 @@ read_buffered(PyObject *self)
     if (nbytes == NULL) {
         return -1;
     }
-    PyObject *res = fl_call_method1(s->tr.protocol, str_buffer_updated, nbytes);
+    PyObject *res = call_protocol(s, str_buffer_updated, nbytes);
     Py_DECREF(nbytes);
     if (res == NULL) {
         return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
@@ -623,6 +669,31 @@ run_in_context(ev_io *w, int (*fn)(PyObject *, PyObject *))
     Py_DECREF(self);
 }
 
+/* libev's EV_ERROR: it could not watch the fd (closed under us, or
+   epoll_ctl refused it: ENOSPC at fs.epoll.max_user_watches, ENOMEM) and
+   stopped the transport's watchers. A stall would be silent: fail. */
+static int
+watch_failed(PyObject *self, const char *message)
+{
+    FlStream *s = ST(self);
+    if (s->tr.conn_lost || s->lost) {
+        return 0;
+    }
+    PyObject *exc = errno_exception(fl_watch_errno(s->tr.fd));
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = fatal_error(self, exc, message);
+    Py_DECREF(exc);
+    return rc;
+}
+
+static int
+do_read_watch_failed(PyObject *self, PyObject *Py_UNUSED(arg))
+{
+    return watch_failed(self, read_error_message(ST(self)));
+}
+
 static int
 do_read(PyObject *self, PyObject *Py_UNUSED(arg))
 {
@@ -636,7 +707,7 @@ do_read(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    run_in_context(w, do_read);
+    run_in_context(w, (revents & EV_ERROR) ? do_read_watch_failed : do_read);
 }
 
 /* A write pipe's fd turns readable (EPOLLERR/EPOLLHUP) when the reading
@@ -668,10 +739,43 @@ do_peer_closed(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 peer_closed_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    run_in_context(w, do_peer_closed);
+    run_in_context(w, (revents & EV_ERROR) ? do_read_watch_failed : do_peer_closed);
 }
 
 /* ---- writing ---- */
+
+/* The queued data cannot be sent (errno err): asyncio's _write_ready
+   error path. */
+static int
+write_failed(PyObject *self, int err)
+{
+    FlStream *s = ST(self);
+    PyObject *exc = errno_exception(err);
+    if (exc == NULL) {
+        return -1;
+    }
+    fl_transport_watch_stop(&s->tr, &s->tr.wio);
+    wq_clear(s);
+    int rc = fatal_error(self, exc, write_error_message(s));
+    if (rc == 0 && s->empty_waiter != NULL && s->empty_waiter != Py_None) {
+        PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_exception",
+                                          "O", exc);
+        Py_XDECREF(r);
+        rc = r ? 0 : -1;
+    }
+    Py_DECREF(exc);
+    return rc;
+}
+
+static int
+do_write_watch_failed(PyObject *self, PyObject *Py_UNUSED(arg))
+{
+    FlStream *s = ST(self);
+    if (s->tr.conn_lost || s->lost) {
+        return 0;
+    }
+    return write_failed(self, fl_watch_errno(s->tr.fd));
+}
 
 static int
 do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
@@ -686,18 +790,7 @@ do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return 0;
         }
-        PyObject *exc = errno_exception(errno);
-        fl_transport_watch_stop(&s->tr, &s->tr.wio);
-        wq_clear(s);
-        int rc = fatal_error(self, exc, write_error_message(s));
-        if (rc == 0 && s->empty_waiter != NULL && s->empty_waiter != Py_None) {
-            PyObject *r = PyObject_CallMethod(s->empty_waiter, "set_exception",
-                                              "O", exc);
-            Py_XDECREF(r);
-            rc = r ? 0 : -1;
-        }
-        Py_DECREF(exc);
-        return rc;
+        return write_failed(self, errno);
     }
     wq_consume(s, n);
     if (fl_transport_maybe_resume_protocol(self, &s->tr) < 0) {      /* may write more */
@@ -716,7 +809,7 @@ do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
         if (s->tr.closing) {
             return call_connection_lost(self, Py_None);
         }
-        if (s->eof && shutdown(s->tr.fd, SHUT_WR) < 0) {
+        if (s->eof && io_shutdown_write(s) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return read_failed(self, write_error_message(s));
         }
@@ -727,7 +820,7 @@ do_write_ready(PyObject *self, PyObject *Py_UNUSED(arg))
 static void
 write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
-    run_in_context(w, do_write_ready);
+    run_in_context(w, (revents & EV_ERROR) ? do_write_watch_failed : do_write_ready);
 }
 
 /* ---- creation ---- */
@@ -735,11 +828,10 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
 static int
 call_connection_made(PyObject *self, PyObject *Py_UNUSED(arg))
 {
-    PyObject *protocol = ST(self)->tr.protocol;
-    if (protocol == NULL) {
+    if (ST(self)->tr.protocol == NULL) {
         return 0;
     }
-    PyObject *r = fl_call_method1(protocol, str_connection_made, self);
+    PyObject *r = call_protocol(ST(self), str_connection_made, self);
     if (r == NULL) {
         return fl_transport_callback_failed(
             self, "Exception in callback protocol.connection_made()");
@@ -872,6 +964,9 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (fd < 0) {
         return NULL;
     }
+    if (kind == KIND_SOCKET && fl_transport_check_fd_free(loop, fd, sock) < 0) {
+        return NULL;
+    }
     PyTypeObject *tp = kind == KIND_READ_PIPE ? read_pipe_type : stream_type;
     PyObject *self = tp->tp_alloc(tp, 0);
     if (self == NULL) {
@@ -917,7 +1012,8 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (s->registry == NULL || PySet_Add(s->registry, self) < 0) {
         goto error;
     }
-    if (fl_fdowner_add(loop, fd, self) < 0) {
+    /* After the Python code above: is fd still the socket's? */
+    if (fl_transport_bind_fd(&s->tr) < 0 || fl_fdowner_add(loop, fd, self) < 0) {
         goto error;
     }
     if (server != NULL && server != Py_None) {
@@ -1064,6 +1160,10 @@ stream_write(PyObject *self, PyObject *data)
         return NULL;
     }
     PyObject *ret = NULL;
+    /* A subclass's __buffer__ (3.12+) is Python code: check again. */
+    if (!PyBytes_CheckExact(data) && check_writable(s, "write") < 0) {
+        goto done;
+    }
     if (view.len == 0) {
         ret = Py_NewRef(Py_None);
         goto done;
@@ -1105,6 +1205,110 @@ done:
     return ret;
 }
 
+/* What writelines() sends: every item's bytes, taken (and copied unless
+   bytes) before any of it is queued, since taking them may run Python code
+   (a buffer's __buffer__, 3.12+) that changes the list or the transport. */
+typedef struct {
+    wchunk *chunks;
+    Py_ssize_t n;
+    Py_ssize_t total;
+} wbatch;
+
+static void
+wbatch_free(wbatch *b)
+{
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        Py_DECREF(b->chunks[i].obj);
+    }
+    PyMem_Free(b->chunks);
+}
+
+/* 0, or -1 with the error of the item that failed. */
+static int
+wbatch_collect(wbatch *b, PyObject *seq)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    b->chunks = PyMem_New(wchunk, n ? n : 1);
+    if (b->chunks == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* seq is a tuple or a list only we hold: its items stay put. */
+        PyObject *d = PySequence_Fast_GET_ITEM(seq, i);
+        Py_buffer view;
+        if (PyObject_GetBuffer(d, &view, PyBUF_SIMPLE) < 0) {
+            return -1;
+        }
+        PyObject *obj = NULL;
+        if (view.len > 0) {
+            obj = PyBytes_CheckExact(d) ? Py_NewRef(d)
+                : PyBytes_FromStringAndSize(view.buf, view.len);
+        }
+        Py_ssize_t len = view.len;
+        PyBuffer_Release(&view);
+        if (len == 0) {
+            continue;
+        }
+        if (obj == NULL) {
+            return -1;
+        }
+        wchunk *c = &b->chunks[b->n++];
+        c->obj = obj;
+        c->ptr = PyBytes_AS_STRING(obj);
+        c->len = PyBytes_GET_SIZE(obj);
+        b->total += c->len;
+    }
+    return 0;
+}
+
+/* Room for n more chunks in the write queue, so that appending them cannot
+   fail halfway. */
+static int
+wq_reserve(FlStream *s, Py_ssize_t n)
+{
+    if (s->wq_head + s->wq_count + n <= s->wq_cap) {
+        return 0;
+    }
+    if (s->wq_head > 0) {
+        memmove(s->wq, s->wq + s->wq_head, s->wq_count * sizeof(wchunk));
+        s->wq_head = 0;
+        if (s->wq_count + n <= s->wq_cap) {
+            return 0;
+        }
+    }
+    Py_ssize_t cap = s->wq_cap ? s->wq_cap : 8;
+    while (cap < s->wq_count + n) {
+        cap *= 2;
+    }
+    wchunk *wq = PyMem_Realloc(s->wq, cap * sizeof(wchunk));
+    if (wq == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->wq = wq;
+    s->wq_cap = cap;
+    return 0;
+}
+
+/* An item whose bytes could not be taken. 3.12+'s asyncio takes a
+   memoryview of each and only sendmsg() then fails on, say, a
+   non-contiguous one: a fatal error that aborts the transport. Earlier
+   versions join the items first, and raise. */
+static PyObject *
+writelines_item_failed(PyObject *self)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+        PyObject *exc = fl_err_get_raised();
+        int rc = fatal_error(self, exc, write_error_message(ST(self)));
+        Py_DECREF(exc);
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+#endif
+    return NULL;
+}
+
 static PyObject *
 stream_writelines(PyObject *self, PyObject *list_of_data)
 {
@@ -1117,15 +1321,17 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
     if (check_writable(s, what) < 0) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(list_of_data, "writelines() expects an iterable");
+    /* A snapshot of a list: the items' __buffer__ may change the list. */
+    PyObject *seq = PyList_Check(list_of_data) ? PyList_AsTuple(list_of_data)
+        : PySequence_Fast(list_of_data, "writelines() expects an iterable");
     if (seq == NULL) {
         return NULL;
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
     PyObject *ret = NULL;
+    wbatch batch = {NULL, 0, 0};
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *d = items[i];
+        PyObject *d = PySequence_Fast_GET_ITEM(seq, i);
         if (!PyObject_CheckBuffer(d)) {
             PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like "
                          "object, not '%.200s'", Py_TYPE(d)->tp_name);
@@ -1136,19 +1342,36 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
         ret = n ? write_dropped(self) : Py_NewRef(Py_None);
         goto done;
     }
-    int was_empty = s->tr.write_size == 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_buffer view;
-        if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
-            goto done;
-        }
-        int r = view.len ? wq_append(s, items[i], view.buf, view.len) : 0;
-        PyBuffer_Release(&view);
-        if (r < 0) {
-            goto done;
-        }
+    if (wbatch_collect(&batch, seq) < 0) {
+        ret = writelines_item_failed(self);
+        goto done;
     }
-    if (was_empty && s->tr.write_size) {
+    /* Python code may have run: check again before queueing anything. */
+    if (check_writable(s, what) < 0) {
+        goto done;
+    }
+    if (writes_dropped(s)) {
+        ret = batch.n ? write_dropped(self) : Py_NewRef(Py_None);
+        goto done;
+    }
+    if (batch.n == 0) {
+        ret = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (wq_reserve(s, batch.n) < 0) {
+        goto done;
+    }
+    int was_empty = s->tr.write_size == 0;
+    if (s->kind == KIND_WRITE_PIPE && !s->pipe_sized
+            && s->tr.write_size + batch.total >= PIPE_DEFAULT_CAPACITY) {
+        grow_pipe_for_bulk(s);
+    }
+    for (Py_ssize_t i = 0; i < batch.n; i++) {
+        s->wq[s->wq_head + s->wq_count++] = batch.chunks[i];    /* owned now */
+        s->tr.write_size += batch.chunks[i].len;
+    }
+    batch.n = 0;
+    if (was_empty) {
         /* One vectored send for the lot, queued only if it fell short. */
         ssize_t sent = wq_send(s);
         if (sent < 0) {
@@ -1172,6 +1395,7 @@ stream_writelines(PyObject *self, PyObject *list_of_data)
     }
     ret = Py_NewRef(Py_None);
 done:
+    wbatch_free(&batch);
     Py_DECREF(seq);
     return ret;
 }
@@ -1188,7 +1412,7 @@ stream_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     s->eof = 1;
-    if (s->tr.write_size == 0 && s->tr.fd >= 0 && shutdown(s->tr.fd, SHUT_WR) < 0) {
+    if (s->tr.write_size == 0 && s->tr.fd >= 0 && io_shutdown_write(s) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;

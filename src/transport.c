@@ -1,5 +1,12 @@
 /* What the transports and the listener share (see transport.h). */
 #include "transport.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include "io.h"
 #include "fdowner.h"
 
@@ -14,6 +21,11 @@ static const fl_transport_impl *const impls[FL_TRANSPORT_N_IMPLS] = {
 };
 
 static PyObject *helpers_module;    /* fastloop._network, imported on first use */
+
+PyTypeObject *fl_c_socket_type;
+int fl_socket_layout;
+
+static void guard_cb(struct ev_loop *ev, ev_prepare *w, int revents);
 
 int
 fl_transport_error_is_fatal(void)
@@ -64,8 +76,182 @@ fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
     t->low_water = FL_TRANSPORT_DEFAULT_HIGH_WATER / 4;
     ev_io_init(&t->rio, read_cb, fd, EV_READ);
     ev_io_init(&t->wio, write_cb, fd, EV_WRITE);
+    ev_prepare_init(&t->guard, guard_cb);
     t->rio.data = self;
     t->wio.data = self;
+    t->guard.data = self;
+}
+
+/* ---- the fd: still the socket's? ---- */
+
+int
+fl_socket_prove(PyObject *obj, int fd)
+{
+    if (fl_socket_layout == 0 && fl_c_socket_type != NULL
+            && PyObject_TypeCheck(obj, fl_c_socket_type)) {
+        fl_socket_layout = ((fl_socket_head *)obj)->sock_fd == fd ? 1 : -1;
+    }
+    return fl_socket_fd_now(obj);
+}
+
+int
+fl_transport_bind_fd(fl_transport *t)
+{
+    /* A socket object that holds this very fd (a subclass may override
+       fileno(): then the file's identity serves, as for a pipe). */
+    int now = fl_socket_prove(t->sock, t->fd);
+    if (now == t->fd) {
+        t->fd_kind = FL_FD_SOCKET;
+        return 0;
+    }
+    struct stat st;
+    if (now == -1) {
+        /* Closed since fileno() (Python code ran): the number may be
+           someone else's already. */
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (fstat(t->fd, &st) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    t->fd_kind = FL_FD_STAT;
+    t->fd_dev = st.st_dev;
+    t->fd_ino = st.st_ino;
+    return 0;
+}
+
+int
+fl_transport_check_fd_free(FlLoop *loop, int fd, PyObject *sock)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12's _make_socket_transport() and _make_datagram_transport() call
+       _ensure_fd_no_transport(sock); 3.11's do not. */
+    return fl_fdowner_check(loop, fd, sock);
+#else
+    return 0;
+#endif
+}
+
+int
+fl_transport_fd_ok_slow(fl_transport *t)
+{
+    if (t->sock == NULL || t->fd < 0) {
+        return 0;
+    }
+    if (t->fd_kind != FL_FD_STAT) {
+        return 1;
+    }
+    /* A reused number is another file; a dup of the same pipe is no
+       stranger, and fine. */
+    struct stat st;
+    return fstat(t->fd, &st) == 0 && st.st_dev == t->fd_dev
+        && st.st_ino == t->fd_ino;
+}
+
+int
+fl_watch_errno(int fd)
+{
+    if (fcntl(fd, F_GETFD) < 0) {
+        return errno;
+    }
+#ifdef __linux__
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        return errno;
+    }
+    struct epoll_event ev = {.events = EPOLLIN};
+    int err = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? errno : EIO;
+    close(ep);
+    return err == EPERM ? EIO : err;
+#else
+    return EIO;
+#endif
+}
+
+static void
+guard_stop(fl_transport *t)
+{
+    if (t->loop != NULL && t->loop->ev != NULL && ev_is_active(&t->guard)) {
+        ev_prepare_stop(t->loop->ev, &t->guard);
+    }
+}
+
+static int
+fd_lost_fatal(PyObject *self, PyObject *exc)
+{
+    fl_transport *t = fl_transport_of(self);
+    return impls[(int)t->impl]->fatal_error(self, exc, "Fatal error on transport");
+}
+
+static int
+fd_lost_entry(FlLoop *loop, fl_ready_item *item)
+{
+    PyObject *self = item->arg;
+    fl_transport *t = fl_transport_of(self);
+    t->fd_lost_queued = 0;
+    if (t->conn_lost || t->protocol == NULL) {
+        return 0;
+    }
+    errno = t->lost_errno;
+    PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *exc = fl_err_get_raised();
+    if (exc == NULL) {
+        return -1;
+    }
+    int rc = fl_transport_call_in_context(self, t->context, fd_lost_fatal, exc);
+    Py_DECREF(exc);
+    if (rc < 0 && !fl_transport_error_is_fatal()) {
+        PyErr_WriteUnraisable(self);
+        rc = 0;
+    }
+    return rc;
+}
+
+void
+fl_transport_fd_lost(fl_transport *t, int err)
+{
+    fl_transport_watch_stop(t, &t->rio);
+    fl_transport_watch_stop(t, &t->wio);
+    guard_stop(t);
+    if (t->fd_lost_queued || t->conn_lost) {
+        return;
+    }
+    t->lost_errno = err;
+    /* No Python code here (no exception object yet): callers are in the
+       middle of their own work. */
+    if (fl_ready_push(&t->loop->ready, fd_lost_entry, (PyObject *)t->rio.data) < 0) {
+        PyErr_WriteUnraisable((PyObject *)t->rio.data);
+        return;
+    }
+    t->fd_lost_queued = 1;
+}
+
+/* libev registers a started watcher's fd with epoll at the next poll, and
+   aborts the process if it was closed meanwhile: Python code between now
+   and then may close the socket. The guard runs just before that poll. */
+static void
+guard_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    fl_transport *t = fl_transport_of((PyObject *)w->data);
+    ev_prepare_stop(ev, w);
+    if ((ev_is_active(&t->rio) || ev_is_active(&t->wio)) && !fl_transport_fd_ok(t)) {
+        fl_transport_fd_lost(t, EBADF);
+    }
+}
+
+void
+fl_transport_watch_start_checked(fl_transport *t, ev_io *w)
+{
+    if (!fl_transport_fd_ok(t)) {
+        fl_transport_fd_lost(t, EBADF);
+        return;
+    }
+    ev_io_start(t->loop->ev, w);
+    if (!ev_is_active(&t->guard)) {
+        ev_prepare_start(t->loop->ev, &t->guard);
+    }
 }
 
 /* ---- errors ---- */
@@ -240,6 +426,7 @@ fl_transport_close_sock(PyObject *self)
     fl_transport *t = fl_transport_of(self);
     fl_transport_watch_stop(t, &t->rio);
     fl_transport_watch_stop(t, &t->wio);
+    guard_stop(t);
     PyObject *sock = t->sock;
     if (sock == NULL) {
         return 0;
@@ -282,6 +469,7 @@ fl_transport_traverse(fl_transport *t, visitproc visit, void *arg)
     Py_VISIT(t->protocol);
     Py_VISIT(t->context);
     Py_VISIT(t->waiter);
+    Py_VISIT(t->water_marks);
     return 0;
 }
 
@@ -292,12 +480,14 @@ fl_transport_clear(fl_transport *t)
        still known. */
     fl_transport_watch_stop(t, &t->rio);
     fl_transport_watch_stop(t, &t->wio);
+    guard_stop(t);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->context);
     Py_CLEAR(t->waiter);
+    Py_CLEAR(t->water_marks);
 }
 
 /* ---- methods ---- */
@@ -404,20 +594,27 @@ PyObject *
 fl_transport_get_write_buffer_limits(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     fl_transport *t = fl_transport_of(self);
+    if (t->water_marks != NULL) {
+        return Py_NewRef(t->water_marks);
+    }
     return Py_BuildValue("(nn)", t->low_water, t->high_water);
 }
 
-/* An optional water mark: 1 given, 0 None, -1 error. */
-static int
-water_mark(PyObject *v, Py_ssize_t *out)
+/* A water mark as a C size: the limit's own value, or PY_SSIZE_T_MAX for a
+   bigger one (no write buffer ever reaches it, so it means the same). */
+static Py_ssize_t
+water_mark_size(PyObject *v)
 {
-    if (v == Py_None) {
-        return 0;
+    Py_ssize_t n = PyLong_AsSsize_t(v);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();      /* v >= 0 was checked: too big */
+        n = PY_SSIZE_T_MAX;
     }
-    *out = PyNumber_AsSsize_t(v, PyExc_OverflowError);
-    return *out == -1 && PyErr_Occurred() ? -1 : 1;
+    return n;
 }
 
+/* asyncio's _set_write_buffer_limits(), with its Python-int arithmetic:
+   high=4*low may be far beyond a Py_ssize_t, and asyncio takes it. */
 PyObject *
 fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
                                      PyObject *kwds)
@@ -428,31 +625,57 @@ fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
                                      kwlist, &high, &low)) {
         return NULL;
     }
-    Py_ssize_t h, l;
-    int has_high = water_mark(high, &h);
-    int has_low = has_high < 0 ? -1 : water_mark(low, &l);
-    if (has_low < 0) {
-        return NULL;
+    PyObject *h = NULL, *l = NULL, *four = NULL, *ret = NULL;
+    if ((high != Py_None && (h = PyNumber_Index(high)) == NULL)
+            || (low != Py_None && (l = PyNumber_Index(low)) == NULL)
+            || (four = PyLong_FromLong(4)) == NULL) {
+        goto done;
     }
     /* asyncio's defaults: high = 4 * low, low = high // 4. */
-    if (!has_high) {
-        h = has_low ? 4 * l : FL_TRANSPORT_DEFAULT_HIGH_WATER;
+    if (h == NULL) {
+        h = l ? PyNumber_Multiply(four, l)
+              : PyLong_FromLong(FL_TRANSPORT_DEFAULT_HIGH_WATER);
+        if (h == NULL) {
+            goto done;
+        }
     }
-    if (!has_low) {
-        l = h >= 0 ? h / 4 : -((-h + 3) / 4);    /* Python's floor division */
+    if (l == NULL && (l = PyNumber_FloorDivide(h, four)) == NULL) {
+        goto done;
     }
-    if (!(h >= l && l >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0",
-                     h, l);
-        return NULL;
+    int ok = PyObject_RichCompareBool(h, l, Py_GE);
+    if (ok > 0) {
+        PyObject *zero = PyLong_FromLong(0);
+        ok = zero ? PyObject_RichCompareBool(l, zero, Py_GE) : -1;
+        Py_XDECREF(zero);
+    }
+    if (ok <= 0) {
+        if (ok == 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "high (%R) must be >= low (%R) must be >= 0", h, l);
+        }
+        goto done;
     }
     fl_transport *t = fl_transport_of(self);
-    t->high_water = h;
-    t->low_water = l;
-    if (fl_transport_maybe_pause_protocol(self, t) < 0) {
-        return NULL;
+    Py_ssize_t hs = water_mark_size(h), ls = water_mark_size(l);
+    PyObject *exact = NULL;
+    if (hs == PY_SSIZE_T_MAX || ls == PY_SSIZE_T_MAX) {
+        /* get_write_buffer_limits() reports what was asked for. */
+        if ((exact = PyTuple_Pack(2, l, h)) == NULL) {
+            goto done;
+        }
     }
-    Py_RETURN_NONE;
+    t->high_water = hs;
+    t->low_water = ls;
+    Py_XSETREF(t->water_marks, exact);
+    if (fl_transport_maybe_pause_protocol(self, t) < 0) {
+        goto done;
+    }
+    ret = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(h);
+    Py_XDECREF(l);
+    Py_XDECREF(four);
+    return ret;
 }
 
 /* ---- attributes ---- */
@@ -563,5 +786,17 @@ fl_transport_module_init(void)
         {&str_pause_writing, "pause_writing"},
         {&str_resume_writing, "resume_writing"},
     };
+    if (fl_c_socket_type == NULL) {
+        PyObject *t = fl_transport_import_attr("_socket", "socket");
+        if (t == NULL) {
+            return -1;
+        }
+        if (!PyType_Check(t)) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_ImportError, "_socket.socket is not a type");
+            return -1;
+        }
+        fl_c_socket_type = (PyTypeObject *)t;
+    }
     return fl_transport_intern(names, sizeof(names) / sizeof(names[0]));
 }

@@ -17,6 +17,7 @@
 #define FL_TRANSPORT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include "loop.h"
 
 typedef struct {
@@ -29,13 +30,22 @@ typedef struct {
     PyObject *protocol;
     PyObject *context;          /* the loop's protocol callbacks run in it */
     PyObject *waiter;           /* woken once connection_made() ran */
+    PyObject *water_marks;      /* (low, high) as set, when one of them is
+                                   beyond a Py_ssize_t; else NULL */
     ev_io rio, wio;             /* readable, writable */
     Py_ssize_t write_size;      /* get_write_buffer_size() */
     Py_ssize_t high_water, low_water;
     Py_ssize_t conn_lost;       /* >0 once connection_lost() is scheduled;
                                    counts the writes dropped after that */
+    ev_prepare guard;           /* one-shot, after a watcher started: the fd
+                                   is still the socket's when libev polls */
+    dev_t fd_dev;               /* FL_FD_STAT: the file the fd was made on */
+    ino_t fd_ino;
     int fd;
     char impl;                  /* FL_TRANSPORT_STREAM or _DATAGRAM */
+    char fd_kind;               /* how fl_transport_fd_ok() knows the fd */
+    char fd_lost_queued;        /* fd_lost_entry is in the ready queue */
+    int lost_errno;             /* ... with this errno */
     char closing;
     char paused;                /* pause_reading() */
     char protocol_paused;       /* protocol.pause_writing() was called */
@@ -50,6 +60,9 @@ typedef struct {
     /* A ready-queue entry (arg: the transport, callback: the exception or
        None) that calls connection_lost() and releases the transport. */
     fl_ready_fn lost_entry;
+    /* asyncio's _fatal_error(exc, message) for this kind; -1 only for
+       errors that must stop the loop. */
+    int (*fatal_error)(PyObject *self, PyObject *exc, const char *message);
 } fl_transport_impl;
 
 /* Each kind's, defined in its own file (stream.c, udp.c). */
@@ -74,14 +87,82 @@ void fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
                        void (*read_cb)(struct ev_loop *, ev_io *, int),
                        void (*write_cb)(struct ev_loop *, ev_io *, int));
 
+/* ---- the fd: still the socket's? ----
+
+   A transport keeps its fd number, but its socket (or pipe) object may be
+   closed behind its back and the number reused by an unrelated file. Every
+   syscall on the number, and every watcher start, first asks
+   fl_transport_fd_ok(): for a socket object, one load from the object (see
+   fl_socket_fd_now); for anything else, fstat() against the file the
+   transport was made on. A transport whose fd is gone fails with
+   OSError(EBADF), as asyncio's sock.send() on a closed socket does. */
+
+/* The first field of CPython's PySocketSockObject (Modules/socketmodule.h,
+   3.10 to 3.15): the descriptor, -1 once closed or detached. Proven at run
+   time against fileno() (fl_socket_prove) before it is trusted. */
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;
+} fl_socket_head;
+
+extern PyTypeObject *fl_c_socket_type;  /* _socket.socket */
+extern int fl_socket_layout;            /* 1 proven, -1 refuted, 0 unknown */
+
+/* The descriptor a _socket.socket (or subclass) instance holds right now;
+   -2 if obj is none or the layout is not proven. Runs no Python code. */
+static inline int
+fl_socket_fd_now(PyObject *obj)
+{
+    if (fl_socket_layout > 0 && PyObject_TypeCheck(obj, fl_c_socket_type)) {
+        return ((fl_socket_head *)obj)->sock_fd;
+    }
+    return -2;
+}
+
+/* Proves (once) the layout with `fd`, what obj.fileno() just returned;
+   then fl_socket_fd_now(obj). */
+int fl_socket_prove(PyObject *obj, int fd);
+
+enum { FL_FD_UNKNOWN, FL_FD_SOCKET, FL_FD_STAT };
+
+/* Records how t->fd is known to be t->sock's (call once t->sock is set):
+   -1 with OSError if the fd is not open. */
+int fl_transport_bind_fd(fl_transport *t);
+
+int fl_transport_fd_ok_slow(fl_transport *t);
+
+/* asyncio's _ensure_fd_no_transport() when a socket or datagram transport
+   is made (3.12+): RuntimeError if a live transport owns fd (its socket
+   closed behind its back, the number reused). */
+int fl_transport_check_fd_free(FlLoop *loop, int fd, PyObject *sock);
+
+/* Is t->fd still the descriptor of t->sock? Runs no Python code. */
+static inline int
+fl_transport_fd_ok(fl_transport *t)
+{
+    if (t->fd_kind == FL_FD_SOCKET) {
+        return t->sock != NULL && ((fl_socket_head *)t->sock)->sock_fd == t->fd;
+    }
+    return fl_transport_fd_ok_slow(t);
+}
+
+/* What epoll_ctl() says about watching fd: the errno behind libev's
+   EV_ERROR, which carries none (EBADF when fd is closed; ENOSPC at
+   fs.epoll.max_user_watches; EIO when it now works). */
+int fl_watch_errno(int fd);
+
 /* ---- watchers ---- */
+
+/* Starts w; a closed or reused fd is never handed to libev (it would abort
+   the process): the transport then fails with EBADF, soon. */
+void fl_transport_watch_start_checked(fl_transport *t, ev_io *w);
 
 /* Starts w unless the loop is gone or the socket closed. */
 static inline void
 fl_transport_watch_start(fl_transport *t, ev_io *w)
 {
     if (t->loop->ev != NULL && !ev_is_active(w) && t->fd >= 0) {
-        ev_io_start(t->loop->ev, w);
+        fl_transport_watch_start_checked(t, w);
     }
 }
 
@@ -92,6 +173,10 @@ fl_transport_watch_stop(fl_transport *t, ev_io *w)
         ev_io_stop(t->loop->ev, w);
     }
 }
+
+/* The transport's fd is gone (closed, reused, or libev failed to watch it,
+   errno `err`): a fatal error for the transport, from the ready queue. */
+void fl_transport_fd_lost(fl_transport *t, int err);
 
 /* ---- running protocol callbacks ---- */
 

@@ -5,10 +5,11 @@
    sends at once and buffers on EAGAIN; OSErrors go to error_received();
    connection_lost() runs once, after which the socket is closed.
 
-   Lifetime: an open transport keeps a reference to itself (asyncio's loop
-   keeps its transports alive through the selector) until connection_lost()
-   has run, or until the loop is destroyed: an ev_cleanup watcher then stops
-   the io watchers and drops that reference. */
+   Lifetime: the loop keeps an open transport alive (asyncio's does,
+   through the selector) in its set of live transports, loop._fl_transports,
+   until connection_lost() has run or the loop is closed. A reference cycle
+   through the loop, which the collector can break: a loop and transport
+   that are dropped without being closed are collected, as asyncio's are. */
 #include "udp.h"
 #include "loop.h"
 #include "handle.h"
@@ -57,18 +58,18 @@ typedef struct {
                                    protocol is NULL after connection_lost();
                                    waiter is woken by the start entry */
     PyObject *address;          /* remote_addr given at creation, or NULL */
+    PyObject *registry;         /* the loop's set of live transports */
     int family;
-    ev_cleanup cleanup;
 
     udp_packet *buf;            /* ring of datagrams waiting to be sent */
     size_t head, count, cap;
+    unsigned long cleared;      /* times the buffer was dropped (abort) */
 
     PyObject *last_addr;        /* sendto()'s last address and its parse */
     struct sockaddr_storage last_sa;
     socklen_t last_salen;
 
     char connected;             /* peername: send() instead of sendto() */
-    char holds_self;            /* the open transport's own reference */
     char read_queued;           /* read_entry is in the ready queue */
     char write_queued;          /* write_entry is in the ready queue */
 } FlUdpTransport;
@@ -76,6 +77,7 @@ typedef struct {
 static PyObject *str_datagram_received;
 static PyObject *str_error_received;
 static PyObject *str_peername;
+static PyObject *str_fl_transports;
 
 /* Datagrams are copied out before any Python code runs, under the GIL. */
 static char recv_buf[UDP_MAX_SIZE];
@@ -106,22 +108,26 @@ start_watcher(FlUdpTransport *self, ev_io *w)
     if (check_loop_open(self) < 0) {
         return -1;
     }
-    ev_io_start(self->tr.loop->ev, w);
+    if (self->tr.fd >= 0) {
+        fl_transport_watch_start_checked(&self->tr, w);
+    }
     return 0;
 }
 
-/* Drops the open transport's reference to itself; the caller holds one. */
+/* The loop no longer keeps the transport alive; the caller holds a
+   reference. */
 static void
 release_self(FlUdpTransport *self)
 {
-    if (!self->holds_self) {
+    PyObject *registry = self->registry;
+    if (registry == NULL) {
         return;
     }
-    if (ev_is_active(&self->cleanup)) {
-        ev_cleanup_stop(self->tr.loop->ev, &self->cleanup);
+    self->registry = NULL;
+    if (PySet_Discard(registry, (PyObject *)self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
     }
-    self->holds_self = 0;
-    Py_DECREF(self);
+    Py_DECREF(registry);
 }
 
 /* ---- reporting ---- */
@@ -154,6 +160,7 @@ clear_write_buffer(PyObject *op)
     }
     self->head = 0;
     self->tr.write_size = 0;
+    self->cleared++;
 }
 
 /* Runs protocol.connection_lost(exc) in the transport's context (entered
@@ -217,6 +224,7 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
 const fl_transport_impl fl_udp_transport_impl = {
     .clear_write_buffer = clear_write_buffer,
     .lost_entry = lost_entry,
+    .fatal_error = fl_transport_fatal_error,
 };
 
 /* The current error came out of a send or receive: OSErrors go to
@@ -423,6 +431,18 @@ cached_addr(FlUdpTransport *self, PyObject *addr)
 
 /* ---- sending ---- */
 
+/* The socket was closed behind the transport's back (its number may be
+   another socket's now): OSError(EBADF) for the caller, and the transport
+   stops watching and fails soon, instead of polling a number that is not
+   its own. */
+static void
+fd_gone(FlUdpTransport *self)
+{
+    fl_transport_fd_lost(&self->tr, EBADF);
+    errno = EBADF;
+    PyErr_SetFromErrno(PyExc_OSError);
+}
+
 /* Sends one datagram: 0 sent, 1 the kernel would block, -1 error set. */
 static int
 send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
@@ -434,12 +454,20 @@ send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    /* cached_addr() may run Python code (__eq__): the fd is checked right
+       before each syscall. */
     if (self->connected) {
+        if (!fl_transport_fd_ok(&self->tr)) {
+            goto badf;
+        }
         do {
             n = send(self->tr.fd, data, (size_t)len, MSG_DONTWAIT);
         } while (n < 0 && errno == EINTR);
     }
     else if (addr != Py_None && cached_addr(self, addr)) {
+        if (!fl_transport_fd_ok(&self->tr)) {
+            goto badf;
+        }
         do {
             n = sendto(self->tr.fd, data, (size_t)len, MSG_DONTWAIT,
                        (struct sockaddr *)&self->last_sa, self->last_salen);
@@ -466,6 +494,9 @@ send_one(FlUdpTransport *self, const char *data, Py_ssize_t len,
         return 1;
     }
     PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+badf:
+    fd_gone(self);
     return -1;
 }
 
@@ -501,17 +532,27 @@ sendto_ready(PyObject *op, PyObject *Py_UNUSED(arg))
 {
     FlUdpTransport *self = (FlUdpTransport *)op;
     while (self->count) {
+        /* Ours while we send: sendto() may run Python code (the address's
+           __eq__ or __buffer__) that aborts the transport, which drops the
+           buffer. Only a datagram still at its head is popped. */
         udp_packet p = self->buf[self->head];
+        Py_INCREF(p.data);
+        Py_INCREF(p.addr);
+        unsigned long cleared = self->cleared;
         Py_ssize_t len = PyBytes_GET_SIZE(p.data);
         int r = send_one(self, PyBytes_AS_STRING(p.data), len, p.data, p.addr);
+        if (r != 1 && cleared == self->cleared) {
+            self->head = (self->head + 1) & (self->cap - 1);
+            self->count--;
+            self->tr.write_size -= len + UDP_HEADER_SIZE;
+            Py_DECREF(p.data);
+            Py_DECREF(p.addr);
+        }
+        Py_DECREF(p.data);
+        Py_DECREF(p.addr);
         if (r == 1) {
             break;      /* try again when writable */
         }
-        self->head = (self->head + 1) & (self->cap - 1);
-        self->count--;
-        self->tr.write_size -= len + UDP_HEADER_SIZE;
-        Py_DECREF(p.data);
-        Py_DECREF(p.addr);
         if (r < 0) {
             r = io_error(self, "Fatal write error on datagram transport");
             if (r == -2) {
@@ -525,7 +566,7 @@ sendto_ready(PyObject *op, PyObject *Py_UNUSED(arg))
     }
     if (self->count == 0) {
         fl_transport_watch_stop(&self->tr, &self->tr.wio);
-        if (self->tr.closing) {
+        if (self->tr.closing && self->tr.conn_lost == 0) {
             return call_connection_lost(self, Py_None, 1);
         }
     }
@@ -551,8 +592,14 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     FlUdpTransport *self = w->data;
     self->tr.loop->io_events++;
-    if (PyErr_Occurred() || (revents & EV_ERROR) || self->write_queued) {
-        return;     /* EV_ERROR: libev found the fd closed and stopped us */
+    if (revents & EV_ERROR) {
+        /* libev could not watch the fd (closed, or epoll_ctl refused it)
+           and stopped us: fail instead of stalling. */
+        fl_transport_fd_lost(&self->tr, fl_watch_errno(self->tr.fd));
+        return;
+    }
+    if (PyErr_Occurred() || self->write_queued) {
+        return;
     }
     if (fl_ready_push(&self->tr.loop->ready, write_entry, (PyObject *)self) == 0) {
         self->write_queued = 1;
@@ -571,6 +618,10 @@ read_one(FlUdpTransport *self)
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
         ssize_t n;
+        if (!fl_transport_fd_ok(&self->tr)) {
+            fd_gone(self);
+            goto failed;
+        }
         do {
             n = recvfrom(self->tr.fd, recv_buf, sizeof(recv_buf), 0,
                          (struct sockaddr *)&ss, &sslen);
@@ -611,13 +662,20 @@ read_one(FlUdpTransport *self)
     }
     if (data == NULL || addr == NULL) {
         Py_XDECREF(data);
+failed:;
         int r = io_error(self, "Fatal read error on datagram transport");
         if (r == -2) {
             r = callback_failed(self, "_read_ready()");
         }
         return r < 0 ? -1 : 0;
     }
-    PyObject *protocol = Py_NewRef(self->tr.protocol);
+    /* Allocations above may have run the collector, and Python code. */
+    PyObject *protocol = Py_XNewRef(self->tr.protocol);
+    if (protocol == NULL) {
+        Py_DECREF(data);
+        Py_DECREF(addr);
+        return 0;
+    }
     PyObject *args[3] = {protocol, data, addr};
     PyObject *res = PyObject_VectorcallMethod(str_datagram_received, args, 3,
                                               NULL);
@@ -660,26 +718,15 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     FlUdpTransport *self = w->data;
     self->tr.loop->io_events++;
-    if (PyErr_Occurred() || (revents & EV_ERROR) || self->read_queued) {
+    if (revents & EV_ERROR) {
+        fl_transport_fd_lost(&self->tr, fl_watch_errno(self->tr.fd));
+        return;
+    }
+    if (PyErr_Occurred() || self->read_queued) {
         return;
     }
     if (fl_ready_push(&self->tr.loop->ready, read_entry, (PyObject *)self) == 0) {
         self->read_queued = 1;
-    }
-}
-
-/* The loop is being destroyed with this transport still open: like
-   asyncio's closed selector, nothing watches it any more. */
-static void
-cleanup_cb(struct ev_loop *ev, ev_cleanup *w, int revents)
-{
-    FlUdpTransport *self = w->data;
-    fl_transport_watch_stop(&self->tr, &self->tr.rio);
-    fl_transport_watch_stop(&self->tr, &self->tr.wio);
-    ev_cleanup_stop(ev, w);
-    if (self->holds_self) {
-        self->holds_self = 0;
-        Py_DECREF(self);    /* may finalize: ResourceWarning, socket closed */
     }
 }
 
@@ -766,6 +813,9 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (fd < 0) {
         return NULL;
     }
+    if (fl_transport_check_fd_free((FlLoop *)loop, fd, sock) < 0) {
+        return NULL;
+    }
     PyObject *family = PyObject_GetAttrString(sock, "family");
     long fam = family ? PyLong_AsLong(family) : -1;
     Py_XDECREF(family);
@@ -791,8 +841,6 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->family = (int)fam;
     self->tr.extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
     self->tr.context = PyContext_CopyCurrent();
-    ev_cleanup_init(&self->cleanup, cleanup_cb);
-    self->cleanup.data = self;
     if (self->tr.extra == NULL || self->tr.context == NULL) {
         goto error;
     }
@@ -806,29 +854,42 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->connected = (char)truth;
 
-    /* As asyncio: connection_made(), reading, the waiter, in that order. */
     PyObject *targ = (PyObject *)self;
+    self->registry = PyObject_GetAttr(loop, str_fl_transports);
+    if (self->registry == NULL || PySet_Add(self->registry, targ) < 0) {
+        goto error;
+    }
+    /* After the Python code above: is fd still the socket's? */
+    if (fl_transport_bind_fd(&self->tr) < 0
+            || fl_fdowner_add(self->tr.loop, fd, targ) < 0) {
+        goto error;
+    }
+    /* As asyncio: connection_made(), reading, the waiter, in that order. */
     PyObject *h = fl_handle_new(self->tr.loop, 0, made, &targ, 1, self->tr.context);
     if (h == NULL) {
         goto error;
     }
+    /* Python code ran since the first check (fileno(), family, ...). */
+    if (check_loop_open(self) < 0) {
+        Py_DECREF(h);
+        goto error;
+    }
     int r = fl_ready_push(&self->tr.loop->ready, fl_handle_run_entry, h);
     Py_DECREF(h);
-    if (r < 0 || fl_ready_push(&self->tr.loop->ready, start_entry, targ) < 0) {
+    if (r < 0) {
         goto error;
     }
-    if (fl_fdowner_add(self->tr.loop, fd, (PyObject *)self) < 0) {
-        goto error;
+    if (fl_ready_push(&self->tr.loop->ready, start_entry, targ) < 0) {
+        /* connection_made() is queued: the transport lives on, unread. */
+        PyErr_WriteUnraisable(targ);
     }
     Py_CLEAR(made);
-    ev_cleanup_start(self->tr.loop->ev, &self->cleanup);
-    self->holds_self = 1;
-    Py_INCREF(self);
     return (PyObject *)self;
 
 error:
     Py_XDECREF(made);
     fl_fdowner_discard(self->tr.loop, fd, (PyObject *)self);
+    release_self(self);
     Py_CLEAR(self->tr.sock);   /* still the caller's: no warning, no close */
     Py_DECREF(self);
     return NULL;
@@ -956,6 +1017,12 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
             }
             Py_RETURN_NONE;
         }
+        if (self->tr.conn_lost) {
+            /* Aborted by the Python code sendto() ran (the address's
+               __buffer__, say): nothing will be sent any more. */
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
         if (start_watcher(self, &self->tr.wio) < 0) {
             PyBuffer_Release(&view);
             return NULL;
@@ -1050,6 +1117,7 @@ udp_traverse(FlUdpTransport *self, visitproc visit, void *arg)
         return r;
     }
     Py_VISIT(self->address);
+    Py_VISIT(self->registry);
     Py_VISIT(self->last_addr);
     for (size_t i = 0; i < self->count; i++) {
         udp_packet *p = &self->buf[(self->head + i) & (self->cap - 1)];
@@ -1062,11 +1130,10 @@ udp_traverse(FlUdpTransport *self, visitproc visit, void *arg)
 static int
 udp_clear(FlUdpTransport *self)
 {
-    /* Only reachable by the collector once no watcher runs (an open
-       transport holds itself), so the loop may go too. */
     clear_write_buffer((PyObject *)self);
     fl_transport_clear(&self->tr);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->registry);
     Py_CLEAR(self->last_addr);
     return 0;
 }
@@ -1081,9 +1148,6 @@ udp_dealloc(FlUdpTransport *self)
     PyObject_GC_UnTrack(self);
     if (self->tr.weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
-    }
-    if (self->tr.loop != NULL && ev_is_active(&self->cleanup)) {
-        ev_cleanup_stop(self->tr.loop->ev, &self->cleanup);
     }
     udp_clear(self);
     Py_CLEAR(self->tr.loop);
@@ -1194,6 +1258,7 @@ fl_udp_module_init(PyObject *module)
         {&str_datagram_received, "datagram_received"},
         {&str_error_received, "error_received"},
         {&str_peername, "peername"},
+        {&str_fl_transports, "_fl_transports"},
     };
     if (fl_transport_intern(names, sizeof(names) / sizeof(names[0])) < 0) {
         return -1;
