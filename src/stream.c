@@ -1563,6 +1563,10 @@ set_pipe(PyObject *self, PyObject *v, void *c)
     }
     fl_transport_watch_stop(&s->tr, &s->tr.rio);
     fl_transport_watch_stop(&s->tr, &s->tr.wio);
+    if (s->tr.loop != NULL && s->tr.fd >= 0) {
+        /* The fd's number is free for others now (issue #10, C10). */
+        fl_fdowner_discard(s->tr.loop, s->tr.fd, self);
+    }
     s->tr.fd = -1;
     Py_CLEAR(s->tr.sock);
     return 0;
