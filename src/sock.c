@@ -478,10 +478,13 @@ generic_connect_done(FlSockOp *op, PyObject **result)
     return R_DONE;
 }
 
+/* The file's position ends where sending stopped: from 3.14 on always, as
+   asyncio does (an offset at the end of the file included); before, only
+   once something was sent. */
 static void
 sendfile_update_filepos(FlSockOp *op)
 {
-    if (op->pos > 0) {
+    if (op->pos > 0 || PY_VERSION_HEX >= 0x030E0000) {
         (void)lseek(op->fileno, op->offset, SEEK_SET);
     }
 }
