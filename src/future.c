@@ -203,9 +203,6 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
         Py_XDECREF(h);
         return h == NULL ? -1 : 0;
     }
-    if (check_initialized(self) < 0) {
-        return -1;      /* cleared or re-initialized by a callback */
-    }
     PyObject *fn = cb->fn;
     PyObject *wakeup = NULL;
     if (cb->wake != NULL) {
@@ -216,8 +213,16 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
         }
         fn = wakeup;
     }
+    /* Checked after the allocation above (the collector may run code that
+       re-initializes this future), and held across the call. */
+    if (check_initialized(self) < 0) {
+        Py_XDECREF(wakeup);
+        return -1;
+    }
+    PyObject *floop = Py_NewRef(f->loop);
     PyObject *args[2] = {fn, self};
-    int r = fl_call_with_context(st, f->loop, "call_soon", args, 2, cb->context);
+    int r = fl_call_with_context(st, floop, "call_soon", args, 2, cb->context);
+    Py_DECREF(floop);
     Py_XDECREF(wakeup);
     return r;
 }

@@ -104,11 +104,12 @@ fl_handle_run(PyObject *self)
     PyObject *args = Py_XNewRef(h->args);
     PyObject *const *argv = args ? &PyTuple_GET_ITEM(args, 0) : NULL;
     Py_ssize_t nargs = args ? PyTuple_GET_SIZE(args) : 0;
+    PyObject *ctx = Py_NewRef(h->context);
     PyObject *res = NULL;
-    if (PyContext_CheckExact(h->context)) {
-        if (PyContext_Enter(h->context) == 0) {
+    if (PyContext_CheckExact(ctx)) {
+        if (PyContext_Enter(ctx) == 0) {
             res = PyObject_Vectorcall(callback, argv, nargs, NULL);
-            if (PyContext_Exit(h->context) < 0) {
+            if (PyContext_Exit(ctx) < 0) {
                 Py_CLEAR(res);
             }
         }
@@ -116,8 +117,9 @@ fl_handle_run(PyObject *self)
     else {
         /* asyncio calls context.run(callback, *args): any such object works,
            anything else fails here, when the callback runs. */
-        res = call_context_run(h->context, callback, argv, nargs);
+        res = call_context_run(ctx, callback, argv, nargs);
     }
+    Py_DECREF(ctx);
     Py_DECREF(callback);
     Py_XDECREF(args);
     if (res != NULL) {
@@ -479,18 +481,26 @@ timers_equal(PyObject *a, PyObject *b)
     if (a == b) {
         return 1;
     }
-    /* asyncio: equal when all of when, callback, args, cancelled are. */
+    /* asyncio: equal when all of when, callback, args, cancelled are.
+       Compared through our own references: __eq__ may cancel either
+       handle, which drops its callback and args. */
     if (x->when != y->when || x->base.cancelled != y->base.cancelled) {
         return 0;
     }
-    int eq = PyObject_RichCompareBool(x->base.callback ? x->base.callback : Py_None,
-                                      y->base.callback ? y->base.callback : Py_None,
-                                      Py_EQ);
+    PyObject *xc = Py_NewRef(x->base.callback ? x->base.callback : Py_None);
+    PyObject *yc = Py_NewRef(y->base.callback ? y->base.callback : Py_None);
+    int eq = PyObject_RichCompareBool(xc, yc, Py_EQ);
+    Py_DECREF(xc);
+    Py_DECREF(yc);
     if (eq <= 0) {
         return eq;
     }
-    return PyObject_RichCompareBool(x->base.args ? x->base.args : Py_None,
-                                    y->base.args ? y->base.args : Py_None, Py_EQ);
+    PyObject *xa = Py_NewRef(x->base.args ? x->base.args : Py_None);
+    PyObject *ya = Py_NewRef(y->base.args ? y->base.args : Py_None);
+    eq = PyObject_RichCompareBool(xa, ya, Py_EQ);
+    Py_DECREF(xa);
+    Py_DECREF(ya);
+    return eq;
 }
 
 static PyObject *

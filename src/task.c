@@ -488,16 +488,29 @@ schedule_step(fl_state *st, PyObject *task, PyObject *exc)
         if (fl_loop_check_closed(loop) < 0) {
             return -1;
         }
-        Py_XSETREF(t->step_exc, Py_XNewRef(exc));
-        return fl_ready_push(&loop->ready, task_step_entry, task);
+        /* The entry first: releasing an old exception may run any code. */
+        PyObject *old_exc = t->step_exc;
+        t->step_exc = Py_XNewRef(exc);
+        int r = fl_ready_push(&loop->ready, task_step_entry, task);
+        Py_XDECREF(old_exc);
+        return r;
     }
     PyObject *step = PyCFunction_New(&step_def, task);
     if (step == NULL) {
         return -1;
     }
+    /* Read after the allocation, and held across the call: the loop's
+       call_soon() may re-initialize the task. */
+    if (require_loop(task) < 0) {
+        Py_DECREF(step);
+        return -1;
+    }
+    PyObject *tloop = Py_NewRef(t->fut.loop);
+    PyObject *ctx = Py_XNewRef(t->context);
     PyObject *args[2] = {step, exc};
-    int r = fl_call_with_context(st, t->fut.loop, "call_soon", args,
-                                 exc ? 2 : 1, t->context);
+    int r = fl_call_with_context(st, tloop, "call_soon", args, exc ? 2 : 1, ctx);
+    Py_XDECREF(ctx);
+    Py_DECREF(tloop);
     Py_DECREF(step);
     return r;
 }
@@ -603,13 +616,16 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
             Py_DECREF(fut);
             return -1;
         }
+        /* Held across the call: foreign code may re-initialize the task. */
+        PyObject *ctx = Py_XNewRef(t->context);
         if (ours) {
-            r = fl_future_add_callback(st, fut, wakeup, t->context, NULL);
+            r = fl_future_add_callback(st, fut, wakeup, ctx, NULL);
         }
         else {
             r = fl_call_with_context(st, fut, "add_done_callback", &wakeup, 1,
-                                     t->context);
+                                     ctx);
         }
+        Py_XDECREF(ctx);
         Py_DECREF(wakeup);
     }
     if (r < 0) {
@@ -618,7 +634,11 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
     }
     Py_XSETREF(t->fut_waiter, fut);
     if (t->must_cancel) {
-        int c = cancel_waiter(st, fut, t->fut.cancel_msg);
+        PyObject *waiter = Py_NewRef(fut);
+        PyObject *msg = Py_XNewRef(t->fut.cancel_msg);
+        int c = cancel_waiter(st, waiter, msg);
+        Py_XDECREF(msg);
+        Py_DECREF(waiter);
         if (c < 0) {
             return -1;
         }
@@ -1228,9 +1248,16 @@ task_get_name(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (t->name_id == 0) {
             Py_RETURN_NONE;     /* never initialized */
         }
-        t->name = PyUnicode_FromFormat("Task-%llu", t->name_id);
-        if (t->name == NULL) {
+        PyObject *name = PyUnicode_FromFormat("Task-%llu", t->name_id);
+        if (name == NULL) {
             return NULL;
+        }
+        if (t->name != NULL) {
+            /* set meanwhile, by code the allocation ran: that one wins */
+            Py_DECREF(name);
+        }
+        else {
+            t->name = name;
         }
     }
     return Py_NewRef(t->name);
