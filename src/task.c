@@ -348,8 +348,11 @@ run_in_context(fl_state *st, PyObject *task, PyObject *exc, FlLoop *loop)
         return report_step_error(st, task, loop);
     }
     /* Hand-over of the current task only where asyncio's dict is ours to
-       update directly (see enter_task_lazily). */
-    FlLoop *lazy = current_task_is_direct(st) ? loop : NULL;
+       update directly (see enter_task_lazily), and for a task of the loop
+       running the step (a re-initialized one may belong to another: it is
+       entered on its own loop, as asyncio does). */
+    FlLoop *lazy = current_task_is_direct(st) && t->fut.loop == (PyObject *)loop
+                   ? loop : NULL;
     int r = task_step(st, task, exc, lazy);
     if (r < 0) {
         PyObject *err = fl_err_get_raised();
@@ -1022,6 +1025,22 @@ publish_name_and_coro(PyObject *task)
     return 0;
 }
 
+/* 3.15+: asyncio's Task refuses a context that is not a Context (gh-157301);
+   before, a step fails on it when it runs. */
+static int
+refuses_context(PyObject *context)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    if (context != NULL && context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a contextvars.Context was expected, got %s",
+                     Py_TYPE(context)->tp_name);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 /* __init__: everything that can fail is checked before anything of the
    task is replaced, so that a failed re-initialization of a task that is
    already running leaves it running its own coroutine in its own context,
@@ -1042,6 +1061,9 @@ task_init(fl_state *st, PyObject *self, PyObject *coro, PyObject *loop,
         if (coro_ok == 0) {
             PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
         }
+        return -1;
+    }
+    if (refuses_context(context)) {
         return -1;
     }
     PyObject *new_name = NULL, *new_context;

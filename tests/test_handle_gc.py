@@ -10,6 +10,8 @@ handle's clear left its callback NULL while `cancelled` stayed false, so
 `_run()` called NULL, and left its loop NULL, which repr(), cancel(),
 `_run()` and the error report dereference.
 """
+import sys
+
 import pytest
 
 from fl_support import describe, run_py
@@ -87,7 +89,8 @@ def test_cleared_handle_touched_during_collection(impl, which):
     ops = [ln for ln in proc.stdout.splitlines() if ln.startswith("OP ")]
     assert proc.returncode == 0 and "DONE" in proc.stdout, (
         f"crashed at {ops[-1:]}: {describe(proc)}")
-    if which == "args":
-        # The scenario really reached a cleared, live handle.
+    if which == "args" and sys.version_info < (3, 14):
+        # The scenario really reached a cleared, live handle (3.14's
+        # collector orders its work differently and does not get there).
         assert "TOUCH alive: True" in proc.stdout, describe(proc)
         assert "OP repr again" in proc.stdout, describe(proc)

@@ -69,7 +69,7 @@ def test_scheduled_task_bad_coroutine(impl):
     """C3: the queued first step runs the task's own coroutine."""
     out = run_case(impl, r'''
 t = loop.create_task(c42())
-reinit(t, 1)
+reinit(t, 1, loop=loop)
 spin()
 print("OUTCOME", outcome(t), reported())
 print("DONE")
@@ -88,7 +88,7 @@ t = loop.create_task(first())
 called = []
 t.add_done_callback(lambda f: called.append("called"))
 spin()
-reinit(t, 1)
+reinit(t, 1, loop=loop)
 fut.set_result(5)
 spin()
 print("OUTCOME", outcome(t), reported())
@@ -115,7 +115,7 @@ class BadName:
     def __str__(self):
         raise ValueError("no name")
 t = loop.create_task(c42())
-reinit(t, new_coro(), name=BadName())
+reinit(t, new_coro(), loop=loop, name=BadName())
 spin()
 print("OUTCOME", outcome(t), reported())
 print("DONE")
@@ -138,7 +138,13 @@ print("OUTCOME", outcome(t), reported())
 print("DONE")
 ''')
     assert f"REINIT {reinit_error('AttributeError')}" in out
-    assert "OUTCOME result 42 []" in out
+    if PY315:
+        assert "OUTCOME result 42 []" in out
+    elif sys.version_info >= (3, 14):
+        # 3.14 enters a task only on its loop, as the running loop
+        assert "OUTCOME pending ['RuntimeError: loop 1 is not the running loop']" in out
+    else:
+        assert "OUTCOME result 42 []" in out
 
 
 @pytest.mark.parametrize("impl", ["fastloop"])
@@ -231,9 +237,9 @@ class BadName:
     def __str__(self):
         raise ValueError
 tasks = []
-for args, kwargs in [((1,), {}), ((c42(),), {"loop": 1}),
-                     ((c42(),), {"name": BadName()}),
-                     ((c42(),), {"context": 1}), ((), {})]:
+for args, kwargs in [((1,), {"loop": loop}), ((c42(),), {"loop": 1}),
+                     ((c42(),), {"loop": loop, "name": BadName()}),
+                     ((c42(),), {"loop": loop, "context": 1}), ((), {})]:
     t = loop.create_task(c42())
     reinit(t, *args, **kwargs)
     tasks.append(t)
@@ -249,3 +255,27 @@ gc.collect()
 print("DONE")
 ''')
     assert "DONE" in out
+
+
+def test_context_not_a_context(impl):
+    """3.15+ refuses it in __init__ (gh-157301); before, the task is made
+    and each step fails on it, reported to the exception handler (asyncio's
+    Handle fails calling context.run, fastloop entering the context)."""
+    out = run_case(impl, r'''
+co = c42()
+try:
+    t = asyncio.Task(co, loop=loop, context="not a context") if IMPL == "asyncio" \
+        else __import__("fastloop").Task(co, loop=loop, context="not a context")
+    print("MADE")
+    spin()
+    print("OUTCOME", outcome(t), len(seen))
+    t._log_destroy_pending = False
+except TypeError as e:
+    print("REFUSED", e)
+co.close()
+print("DONE")
+''')
+    if PY315:
+        assert "REFUSED a contextvars.Context was expected, got str" in out
+    else:
+        assert "OUTCOME pending 1" in out
