@@ -66,6 +66,10 @@ state_of(PyObject *self)
     return fl_state_from_type(Py_TYPE(self));
 }
 
+/* A Future or Task made with __new__ and no __init__, cleared by the
+   collector, or whose re-initialization failed has no loop: every method
+   that needs one checks, as asyncio's C Future does. Where Python code can
+   run between the check and the use, the use checks again. */
 static int
 check_initialized(PyObject *self)
 {
@@ -83,7 +87,12 @@ fl_future_loop_debug(PyObject *self)
     if (f->fl_loop != NULL) {
         return f->fl_loop->debug;
     }
-    PyObject *r = PyObject_CallMethod(f->loop, "get_debug", NULL);
+    if (f->loop == NULL) {
+        return check_initialized(self);
+    }
+    PyObject *loop = Py_NewRef(f->loop);
+    PyObject *r = PyObject_CallMethod(loop, "get_debug", NULL);
+    Py_DECREF(loop);
     if (r == NULL) {
         return -1;
     }
@@ -180,7 +189,10 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
             return -1;
         }
         if (cb->wake != NULL) {
-            return fl_ready_push(&loop->ready, cb->wake, cb->fn);
+            /* The entry carries the future, as asyncio's __wakeup(future)
+               gets it: the task may wait on another one by then. */
+            return fl_ready_push_callback(&loop->ready, cb->wake, cb->fn,
+                                          self, NULL);
         }
         if (!loop->debug && cb->context != NULL) {
             return fl_ready_push_callback(&loop->ready, callback_entry, self,
@@ -201,8 +213,16 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
         }
         fn = wakeup;
     }
+    /* Checked after the allocation above (the collector may run code that
+       re-initializes this future), and held across the call. */
+    if (check_initialized(self) < 0) {
+        Py_XDECREF(wakeup);
+        return -1;
+    }
+    PyObject *floop = Py_NewRef(f->loop);
     PyObject *args[2] = {fn, self};
-    int r = fl_call_with_context(st, f->loop, "call_soon", args, 2, cb->context);
+    int r = fl_call_with_context(st, floop, "call_soon", args, 2, cb->context);
+    Py_DECREF(floop);
     Py_XDECREF(wakeup);
     return r;
 }
@@ -233,10 +253,25 @@ int
 fl_future_add_callback(fl_state *st, PyObject *self, PyObject *fn,
                        PyObject *context, fl_ready_fn wake)
 {
+    /* The context first: copying it allocates, and on 3.10/3.11 an
+       allocation can run the collector and with it any Python code, which
+       may finish, clear or re-initialize this future. Nothing below runs
+       Python until the callback is stored or scheduled. */
+    if (context == NULL && wake == NULL) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            return -1;
+        }
+    }
+    else {
+        Py_XINCREF(context);
+    }
     FlFutureFields *f = FL_FUT(self);
     if (f->state != FL_PENDING) {
         fl_fut_callback cb = {fn, context, wake};
-        return schedule_one(st, self, &cb);
+        int r = schedule_one(st, self, &cb);
+        Py_XDECREF(context);
+        return r;
     }
     if (f->ncallbacks == f->callbacks_cap) {
         if (f->callbacks == NULL) {
@@ -256,21 +291,13 @@ fl_future_add_callback(fl_state *st, PyObject *self, PyObject *fn,
                 cbs = PyMem_Realloc(f->callbacks, cap * sizeof(*cbs));
             }
             if (cbs == NULL) {
+                Py_XDECREF(context);
                 PyErr_NoMemory();
                 return -1;
             }
             f->callbacks = cbs;
             f->callbacks_cap = cap;
         }
-    }
-    if (context == NULL && wake == NULL) {
-        context = PyContext_CopyCurrent();
-        if (context == NULL) {
-            return -1;
-        }
-    }
-    else {
-        Py_XINCREF(context);
     }
     fl_fut_callback *cb = &f->callbacks[f->ncallbacks++];
     cb->fn = Py_NewRef(fn);
@@ -302,7 +329,8 @@ fl_future_set_result(fl_state *st, PyObject *self, PyObject *result)
         return -1;
     }
     FlFutureFields *f = FL_FUT(self);
-    Py_XSETREF(f->result, Py_NewRef(result));
+    assert(f->result == NULL);
+    f->result = Py_NewRef(result);
     f->state = FL_FINISHED;
     return schedule_callbacks(st, self);
 }
@@ -368,9 +396,17 @@ fl_future_set_exception(fl_state *st, PyObject *self, PyObject *exc)
     if (value == NULL) {
         return -1;
     }
+    /* Making the exception ran Python code (the class's __init__), which
+       may have finished or re-initialized this future: check again, as
+       asyncio does. */
+    if (check_pending_for_set(st, self) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
     FlFutureFields *f = FL_FUT(self);
-    Py_XSETREF(f->exception, value);
-    Py_XSETREF(f->exception_tb, PyException_GetTraceback(value));
+    assert(f->exception == NULL && f->exception_tb == NULL);
+    f->exception = value;
+    f->exception_tb = PyException_GetTraceback(value);
     f->state = FL_FINISHED;
     if (schedule_callbacks(st, self) < 0) {
         return -1;
@@ -388,11 +424,12 @@ fl_future_cancel(fl_state *st, PyObject *self, PyObject *msg)
         return 0;
     }
     f->state = FL_CANCELLED;
-    Py_XSETREF(f->cancel_msg, Py_XNewRef(msg == Py_None ? NULL : msg));
-    if (schedule_callbacks(st, self) < 0) {
-        return -1;
-    }
-    return 1;
+    /* The old message is released last: its finalizer may run any code. */
+    PyObject *old_msg = f->cancel_msg;
+    f->cancel_msg = Py_XNewRef(msg == Py_None ? NULL : msg);
+    int r = schedule_callbacks(st, self);
+    Py_XDECREF(old_msg);
+    return r < 0 ? -1 : 1;
 }
 
 PyObject *
@@ -466,11 +503,33 @@ default_loop(fl_state *st)
     return loop;
 }
 
+/* 3.15+: asyncio's Future and Task refuse a second __init__ (a failed
+   first one included, once it got as far as setting the loop). Before,
+   __init__ resets the future and starts again. */
+int
+fl_future_refuses_reinit(PyObject *self)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    if (FL_FUT(self)->loop != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%s object is already initialized",
+                     Py_TYPE(self)->tp_name);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 int
 fl_future_init(fl_state *st, PyObject *self, PyObject *loop)
 {
+    if (fl_future_refuses_reinit(self)) {
+        return -1;
+    }
     fl_future_clear(self);
     FlFutureFields *f = FL_FUT(self);
+    f->state = FL_PENDING;
+    f->log_tb = 0;
+    f->blocking = 0;
     if (loop == NULL || loop == Py_None) {
         loop = default_loop(st);
         if (loop == NULL) {
@@ -480,18 +539,20 @@ fl_future_init(fl_state *st, PyObject *self, PyObject *loop)
     else {
         Py_INCREF(loop);
     }
-    f->loop = loop;
+    /* default_loop() ran Python code, which may have initialized this
+       future meanwhile: the last loop wins. */
+    Py_XSETREF(f->loop, loop);
     f->fl_loop = PyObject_TypeCheck(loop, st->loop_type) ? (FlLoop *)loop : NULL;
-    f->state = FL_PENDING;
     int debug = fl_future_loop_debug(self);
     if (debug < 0) {
         return -1;
     }
     if (debug && st->helper_extract_stack != NULL) {
-        f->source_traceback = PyObject_CallNoArgs(st->helper_extract_stack);
-        if (f->source_traceback == NULL) {
+        PyObject *tb = PyObject_CallNoArgs(st->helper_extract_stack);
+        if (tb == NULL) {
             return -1;
         }
+        Py_XSETREF(f->source_traceback, tb);
     }
     return 0;
 }
@@ -548,21 +609,24 @@ fl_future_finalize_report(PyObject *self)
     f->log_tb = 0;
     PyObject *exc = fl_err_get_raised();
     PyObject *context = NULL, *message = NULL, *r = NULL;
+    /* Strong references: building the report may run Python code. */
+    PyObject *loop = Py_NewRef(f->loop);
+    PyObject *exception = Py_NewRef(f->exception);
+    PyObject *source_tb = Py_XNewRef(f->source_traceback);
     message = PyUnicode_FromFormat("%s exception was never retrieved",
                                    _PyType_Name(Py_TYPE(self)));
     context = PyDict_New();
     if (message == NULL || context == NULL
             || PyDict_SetItemString(context, "message", message) < 0
-            || PyDict_SetItemString(context, "exception", f->exception) < 0
+            || PyDict_SetItemString(context, "exception", exception) < 0
             || PyDict_SetItemString(context, "future", self) < 0) {
         goto done;
     }
-    if (f->source_traceback != NULL
-            && PyDict_SetItemString(context, "source_traceback",
-                                    f->source_traceback) < 0) {
+    if (source_tb != NULL
+            && PyDict_SetItemString(context, "source_traceback", source_tb) < 0) {
         goto done;
     }
-    r = PyObject_CallMethod(f->loop, "call_exception_handler", "O", context);
+    r = PyObject_CallMethod(loop, "call_exception_handler", "O", context);
 done:
     if (r == NULL) {
         PyErr_WriteUnraisable(self);
@@ -570,6 +634,9 @@ done:
     Py_XDECREF(r);
     Py_XDECREF(message);
     Py_XDECREF(context);
+    Py_DECREF(loop);
+    Py_DECREF(exception);
+    Py_XDECREF(source_tb);
     if (exc != NULL) {
         fl_err_set_raised(exc);
     }
@@ -672,11 +739,26 @@ future_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 
 /* ---- Python-visible methods, shared with Task ---- */
 
+/* result() and exception() of a future with no loop: asyncio's wording. */
+static int
+check_initialized_for_result(fl_state *st, PyObject *self)
+{
+    if (FL_FUT(self)->loop == NULL) {
+        PyErr_SetString(st->invalid_state_error, "Future object is not initialized.");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 future_result(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     REQUIRE_OURS(self, NULL);
-    return fl_future_result(state_of(self), self);
+    fl_state *st = state_of(self);
+    if (check_initialized_for_result(st, self) < 0) {
+        return NULL;
+    }
+    return fl_future_result(st, self);
 }
 
 static PyObject *
@@ -685,6 +767,9 @@ future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
     REQUIRE_OURS(self, NULL);
     FlFutureFields *f = FL_FUT(self);
     fl_state *st = state_of(self);
+    if (check_initialized_for_result(st, self) < 0) {
+        return NULL;
+    }
     if (f->state == FL_CANCELLED) {
         raise_cancelled(st, self);
         return NULL;
@@ -758,7 +843,9 @@ future_add_done_callback(PyObject *self, PyObject *const *args,
             return NULL;
         }
     }
-    if (check_initialized(self) < 0) {
+    if (FL_FUT(self)->loop == NULL) {
+        /* asyncio's wording for this one method */
+        PyErr_SetString(PyExc_RuntimeError, "uninitialized Future object");
         return NULL;
     }
     if (fl_future_add_callback(state_of(self), self, fn,
@@ -928,6 +1015,9 @@ static PyObject *
 future_tp_repr(PyObject *self)
 {
     fl_state *st = state_of(self);
+    if (check_initialized(self) < 0) {
+        return NULL;    /* as asyncio's: its repr reads the loop */
+    }
     if (st == NULL || st->helper_future_repr == NULL) {
         return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
     }
@@ -938,7 +1028,7 @@ PyObject *
 fl_future_iter(PyObject *self)
 {
     fl_state *st = state_of(self);
-    if (st == NULL) {
+    if (st == NULL || check_initialized(self) < 0) {
         return NULL;
     }
     return fl_future_iter_new(st, self);
@@ -976,8 +1066,8 @@ get_state(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
     static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
-    if (FL_FUT(self)->loop == NULL) {
-        Py_RETURN_NONE;
+    if (check_initialized(self) < 0) {
+        return NULL;
     }
     return PyUnicode_InternFromString(names[FL_FUT(self)->state]);
 }
@@ -986,6 +1076,9 @@ static PyObject *
 get_result_attr(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
     return Py_NewRef(FL_FUT(self)->result ? FL_FUT(self)->result : Py_None);
 }
 
@@ -993,6 +1086,9 @@ static PyObject *
 get_exception_attr(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
     return Py_NewRef(FL_FUT(self)->exception ? FL_FUT(self)->exception : Py_None);
 }
 
@@ -1003,31 +1099,48 @@ get_loop_attr(PyObject *self, void *closure)
     return Py_NewRef(FL_FUT(self)->loop ? FL_FUT(self)->loop : Py_None);
 }
 
+/* Builds the list from a snapshot: making its items allocates, which can
+   run Python code (the collector) that changes the callbacks. */
 static PyObject *
 get_callbacks(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
-    FlFutureFields *f = FL_FUT(self);
-    if (f->ncallbacks == 0) {
-        Py_RETURN_NONE;
-    }
-    PyObject *list = PyList_New(f->ncallbacks);
-    if (list == NULL) {
+    if (check_initialized(self) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < f->ncallbacks; i++) {
-        fl_fut_callback *cb = &f->callbacks[i];
+    FlFutureFields *f = FL_FUT(self);
+    Py_ssize_t n = f->ncallbacks;
+    if (n == 0) {
+        Py_RETURN_NONE;
+    }
+    fl_fut_callback *snap = PyMem_Malloc(n * sizeof(*snap));
+    if (snap == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        snap[i] = f->callbacks[i];
+        Py_INCREF(snap[i].fn);
+        Py_XINCREF(snap[i].context);
+    }
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != NULL && i < n; i++) {
+        fl_fut_callback *cb = &snap[i];
         PyObject *fn = cb->wake ? fl_task_wakeup_callable(state_of(self), cb->fn)
                                 : Py_NewRef(cb->fn);
         PyObject *item = fn ? PyTuple_Pack(2, fn, cb->context ? cb->context : Py_None)
                             : NULL;
         Py_XDECREF(fn);
         if (item == NULL) {
-            Py_DECREF(list);
-            return NULL;
+            Py_CLEAR(list);
+            break;
         }
         PyList_SET_ITEM(list, i, item);
     }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(snap[i].fn);
+        Py_XDECREF(snap[i].context);
+    }
+    PyMem_Free(snap);
     return list;
 }
 
@@ -1063,6 +1176,9 @@ static PyObject *
 get_log_traceback(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
+    if (check_initialized(self) < 0) {
+        return NULL;
+    }
     return PyBool_FromLong(FL_FUT(self)->log_tb);
 }
 
@@ -1097,6 +1213,9 @@ static int
 set_blocking(PyObject *self, PyObject *value, void *closure)
 {
     REQUIRE_OURS(self, -1);
+    if (check_initialized(self) < 0) {
+        return -1;
+    }
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
         return -1;

@@ -64,6 +64,9 @@ int fl_call_with_context(fl_state *st, PyObject *obj, const char *name,
                          PyObject *context);
 
 /* Future core, shared with Task. */
+/* 3.15+: true (with RuntimeError set) when `self` was initialized already,
+   as asyncio's Future and Task refuse a second __init__ from 3.15 on. */
+int fl_future_refuses_reinit(PyObject *self);
 int fl_future_init(fl_state *st, PyObject *self, PyObject *loop);
 int fl_future_set_result(fl_state *st, PyObject *self, PyObject *result);
 int fl_future_set_exception(fl_state *st, PyObject *self, PyObject *exc);

@@ -37,6 +37,12 @@ iter_step(FlFutureIter *it, PyObject **result)
         return PYGEN_RETURN;
     }
     FlFutureFields *f = FL_FUT(fut);
+    if (f->loop == NULL) {
+        /* Cleared, or its re-initialization failed: a task must not be
+           handed a future without a loop. */
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return PYGEN_ERROR;
+    }
     if (f->state == FL_PENDING) {
         if (!f->blocking) {
             f->blocking = 1;

@@ -96,19 +96,20 @@ int
 fl_handle_run(PyObject *self)
 {
     FlHandle *h = FL_HANDLE(self);
-    if (h->cancelled) {
-        return 0;
+    if (h->cancelled || h->callback == NULL || h->context == NULL) {
+        return 0;   /* cancelled, or cleared by the collector */
     }
     /* Keep callback and args alive even if the callback cancels us. */
     PyObject *callback = Py_NewRef(h->callback);
     PyObject *args = Py_XNewRef(h->args);
     PyObject *const *argv = args ? &PyTuple_GET_ITEM(args, 0) : NULL;
     Py_ssize_t nargs = args ? PyTuple_GET_SIZE(args) : 0;
+    PyObject *ctx = Py_NewRef(h->context);
     PyObject *res = NULL;
-    if (PyContext_CheckExact(h->context)) {
-        if (PyContext_Enter(h->context) == 0) {
+    if (PyContext_CheckExact(ctx)) {
+        if (PyContext_Enter(ctx) == 0) {
             res = PyObject_Vectorcall(callback, argv, nargs, NULL);
-            if (PyContext_Exit(h->context) < 0) {
+            if (PyContext_Exit(ctx) < 0) {
                 Py_CLEAR(res);
             }
         }
@@ -116,8 +117,9 @@ fl_handle_run(PyObject *self)
     else {
         /* asyncio calls context.run(callback, *args): any such object works,
            anything else fails here, when the callback runs. */
-        res = call_context_run(h->context, callback, argv, nargs);
+        res = call_context_run(ctx, callback, argv, nargs);
     }
+    Py_DECREF(ctx);
     Py_DECREF(callback);
     Py_XDECREF(args);
     if (res != NULL) {
@@ -137,7 +139,8 @@ fl_handle_report_error(PyObject *self)
     /* Like asyncio: every other exception, the context's own errors
        included, goes to the loop's exception handler. */
     PyObject *exc = fl_err_get_raised();
-    PyObject *helper = FL_HANDLE(self)->loop->state->helper_callback_error;
+    fl_state *st = fl_state_from_type(Py_TYPE(self));
+    PyObject *helper = st ? st->helper_callback_error : NULL;
     if (helper == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "fastloop helpers are not set");
         Py_DECREF(exc);
@@ -170,7 +173,7 @@ fl_handle_cancel(PyObject *self)
         fl_loop_timer_cancelled(h->loop, self);
     }
     h->cancelled = 1;
-    if (h->loop->debug && h->repr == NULL) {
+    if (h->loop->debug && h->repr == NULL && h->callback != NULL) {
         /* Keep what the callback was, for "Executing <Handle ...> took". */
         h->repr = PyObject_Repr(self);
         if (h->repr == NULL) {
@@ -234,11 +237,13 @@ handle_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(FL_HANDLE(self)->cancelled);
 }
 
+/* The context is NULL once the collector cleared the handle. */
 static PyObject *
 handle_get_context(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     REQUIRE_OURS(self, NULL);
-    return Py_NewRef(FL_HANDLE(self)->context);
+    PyObject *ctx = FL_HANDLE(self)->context;
+    return Py_NewRef(ctx ? ctx : Py_None);
 }
 
 static PyObject *
@@ -255,8 +260,15 @@ static PyObject *
 handle_repr_info(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     REQUIRE_OURS(self, NULL);
-    return PyObject_CallOneArg(FL_HANDLE(self)->loop->state->helper_handle_repr_info,
-                               self);
+    fl_state *st = fl_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        return NULL;
+    }
+    if (st->helper_handle_repr_info == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "fastloop helpers are not set");
+        return NULL;
+    }
+    return PyObject_CallOneArg(st->helper_handle_repr_info, self);
 }
 
 static PyObject *
@@ -266,7 +278,11 @@ handle_repr(PyObject *self)
     if (h->repr != NULL) {
         return Py_NewRef(h->repr);
     }
-    PyObject *helper = h->loop->state->helper_handle_repr;
+    fl_state *st = fl_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *helper = st->helper_handle_repr;
     if (helper == NULL) {
         return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
     }
@@ -329,8 +345,7 @@ handle_get_loop(PyObject *self, void *closure)
 static PyObject *
 handle_get_context_attr(PyObject *self, void *closure)
 {
-    REQUIRE_OURS(self, NULL);
-    return Py_NewRef(FL_HANDLE(self)->context);
+    return handle_get_context(self, NULL);
 }
 
 static PyObject *
@@ -355,6 +370,11 @@ handle_traverse(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Keeps the loop: a handle the collector cleared can still be reached
+   while the rest of its cycle is torn down (a weakref made by a finalizer,
+   a callback fired by another object's death), and every method reads the
+   loop. A cycle through the loop is broken by the loop's own tp_clear,
+   which drops its ready queue and timers. */
 static int
 handle_clear(PyObject *self)
 {
@@ -364,7 +384,6 @@ handle_clear(PyObject *self)
     Py_CLEAR(h->context);
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->repr);
-    Py_CLEAR(h->loop);
     return 0;
 }
 
@@ -377,6 +396,7 @@ handle_dealloc(PyObject *self)
         PyObject_ClearWeakRefs(self);
     }
     handle_clear(self);
+    Py_CLEAR(FL_HANDLE(self)->loop);
     tp->tp_free(self);
     Py_DECREF(tp);
 }
@@ -461,18 +481,26 @@ timers_equal(PyObject *a, PyObject *b)
     if (a == b) {
         return 1;
     }
-    /* asyncio: equal when all of when, callback, args, cancelled are. */
+    /* asyncio: equal when all of when, callback, args, cancelled are.
+       Compared through our own references: __eq__ may cancel either
+       handle, which drops its callback and args. */
     if (x->when != y->when || x->base.cancelled != y->base.cancelled) {
         return 0;
     }
-    int eq = PyObject_RichCompareBool(x->base.callback ? x->base.callback : Py_None,
-                                      y->base.callback ? y->base.callback : Py_None,
-                                      Py_EQ);
+    PyObject *xc = Py_NewRef(x->base.callback ? x->base.callback : Py_None);
+    PyObject *yc = Py_NewRef(y->base.callback ? y->base.callback : Py_None);
+    int eq = PyObject_RichCompareBool(xc, yc, Py_EQ);
+    Py_DECREF(xc);
+    Py_DECREF(yc);
     if (eq <= 0) {
         return eq;
     }
-    return PyObject_RichCompareBool(x->base.args ? x->base.args : Py_None,
-                                    y->base.args ? y->base.args : Py_None, Py_EQ);
+    PyObject *xa = Py_NewRef(x->base.args ? x->base.args : Py_None);
+    PyObject *ya = Py_NewRef(y->base.args ? y->base.args : Py_None);
+    eq = PyObject_RichCompareBool(xa, ya, Py_EQ);
+    Py_DECREF(xa);
+    Py_DECREF(ya);
+    return eq;
 }
 
 static PyObject *

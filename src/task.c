@@ -21,6 +21,29 @@ static int task_wakeup_entry(FlLoop *loop, fl_ready_item *item);
 static int task_cancel(fl_state *st, PyObject *task, PyObject *msg);
 static int link_awaiter(fl_state *st, PyObject *fut, PyObject *task, int add);
 
+/* A task without a loop: made with __new__ alone, cleared by the
+   collector, or left so by a failed re-initialization (possibly by its own
+   coroutine, in the middle of a step). */
+static int
+require_loop(PyObject *task)
+{
+    if (FL_FUT(task)->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+require_coro(PyObject *task)
+{
+    if (FL_TASK(task)->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Task object is not initialized.");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- current task bookkeeping (asyncio.current_task) ---- */
 
 static int
@@ -253,24 +276,57 @@ fl_task_is_step_entry(fl_ready_fn fn)
 
 /* ---- reporting errors of steps run from the ready queue ---- */
 
-/* Like a failing Handle: SystemExit and KeyboardInterrupt stop the loop,
-   anything else goes to the loop's exception handler. */
+/* A step that the task's own loop cannot report: the task has no loop
+   (its re-initialization failed while a step was queued) or another one
+   (it was re-initialized on another loop). asyncio reports a failing step
+   through the Handle that ran it, so on the loop that ran it: so does this. */
 static int
-report_step_error(fl_state *st, PyObject *task)
+report_step_error_to(FlLoop *loop, PyObject *task, PyObject *exc)
+{
+    PyObject *ctx = NULL, *r = NULL;
+    PyObject *msg = PyUnicode_FromFormat(
+        "Exception in callback <%s object at %p>.__step()",
+        Py_TYPE(task)->tp_name, (void *)task);
+    if (msg != NULL) {
+        ctx = Py_BuildValue("{sOsOsO}", "message", msg, "exception", exc,
+                            "task", task);
+    }
+    if (ctx != NULL) {
+        r = PyObject_CallMethod((PyObject *)loop, "call_exception_handler",
+                                "O", ctx);
+    }
+    Py_XDECREF(msg);
+    Py_XDECREF(ctx);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Like a failing Handle: SystemExit and KeyboardInterrupt stop the loop,
+   anything else goes to the exception handler of `loop`, the loop that
+   ran the step (NULL: the task's own). */
+static int
+report_step_error(fl_state *st, PyObject *task, FlLoop *loop)
 {
     if (PyErr_ExceptionMatches(PyExc_SystemExit)
             || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return -1;
     }
     PyObject *exc = fl_err_get_raised();
-    PyObject *r = PyObject_CallFunctionObjArgs(st->helper_task_step_error,
-                                               task, exc, NULL);
-    Py_DECREF(exc);
-    if (r == NULL) {
-        return -1;
+    int r;
+    if (loop != NULL && (PyObject *)loop != FL_FUT(task)->loop) {
+        r = report_step_error_to(loop, task, exc);
     }
-    Py_DECREF(r);
-    return 0;
+    else {
+        PyObject *res = PyObject_CallFunctionObjArgs(st->helper_task_step_error,
+                                                     task, exc, NULL);
+        r = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    Py_DECREF(exc);
+    return r;
 }
 
 /* ---- ready-queue entries ---- */
@@ -279,24 +335,35 @@ static int
 run_in_context(fl_state *st, PyObject *task, PyObject *exc, FlLoop *loop)
 {
     FlTaskFields *t = FL_TASK(task);
-    PyObject *ctx = t->context;
+    if (t->context == NULL) {
+        /* Never initialized, or cleared by the collector. */
+        PyErr_SetString(PyExc_RuntimeError, "Task object is not initialized.");
+        return report_step_error(st, task, loop);
+    }
+    /* Our own reference: the step may re-initialize the task, which
+       replaces its context while it is entered. */
+    PyObject *ctx = Py_NewRef(t->context);
     if (PyContext_Enter(ctx) < 0) {
-        return report_step_error(st, task);
+        Py_DECREF(ctx);
+        return report_step_error(st, task, loop);
     }
     /* Hand-over of the current task only where asyncio's dict is ours to
-       update directly (see enter_task_lazily). */
-    FlLoop *lazy = current_task_is_direct(st) ? loop : NULL;
+       update directly (see enter_task_lazily), and for a task of the loop
+       running the step (a re-initialized one may belong to another: it is
+       entered on its own loop, as asyncio does). */
+    FlLoop *lazy = current_task_is_direct(st) && t->fut.loop == (PyObject *)loop
+                   ? loop : NULL;
     int r = task_step(st, task, exc, lazy);
     if (r < 0) {
         PyObject *err = fl_err_get_raised();
         PyContext_Exit(ctx);
         fl_err_set_raised(err);
-        return report_step_error(st, task);
     }
-    if (PyContext_Exit(ctx) < 0) {
-        return report_step_error(st, task);
+    else if (PyContext_Exit(ctx) < 0) {
+        r = -1;
     }
-    return 0;
+    Py_DECREF(ctx);
+    return r < 0 ? report_step_error(st, task, loop) : 0;
 }
 
 /* A scheduled step (the first, after a bare yield, or with an error). */
@@ -312,38 +379,44 @@ task_step_entry(FlLoop *loop, fl_ready_item *item)
     return r;
 }
 
-/* The future the task waits on is done: what future.result() would raise
-   goes into the coroutine, as asyncio's Task.__wakeup does. */
+/* The future the task waited on is done: what future.result() would raise
+   goes into the coroutine, as asyncio's Task.__wakeup(future) does. The
+   entry carries that future (item->callback), which need not be the one
+   the task waits on by now (it may have been re-initialized since). */
 static int
 task_wakeup_entry(FlLoop *loop, fl_ready_item *item)
 {
     PyObject *task = item->arg;
     fl_state *st = loop->state;
-    FlTaskFields *t = FL_TASK(task);
-    PyObject *fut = t->fut_waiter;
+    PyObject *fut = item->callback;
     PyObject *exc = NULL;
-    if (fut != NULL) {
-        FlFutureFields *f = FL_FUT(fut);
-        Py_INCREF(fut);
-        if (fl_base_awaited_by_discard(fut, task) < 0) {
-            Py_DECREF(fut);
-            return report_step_error(st, task);
+    assert(fut != NULL && fl_future_is_ours(fut));
+    FlFutureFields *f = FL_FUT(fut);
+    if (fl_base_awaited_by_discard(fut, task) < 0) {
+        return report_step_error(st, task, loop);
+    }
+    if (f->state == FL_CANCELLED) {
+        exc = fl_future_make_cancelled_error(st, fut);
+        if (exc == NULL) {
+            return report_step_error(st, task, loop);
         }
-        if (f->state == FL_CANCELLED) {
-            exc = fl_future_make_cancelled_error(st, fut);
+    }
+    else if (f->state == FL_PENDING) {
+        /* Re-initialized after it woke us: what result() would raise. */
+        exc = PyObject_CallFunction(st->invalid_state_error, "s",
+                                    f->loop ? "Result is not set."
+                                            : "Future object is not initialized.");
+        if (exc == NULL) {
+            return report_step_error(st, task, loop);
         }
-        else {
-            f->log_tb = 0;
-            if (f->exception != NULL) {
-                exc = Py_NewRef(f->exception);
-                if (f->exception_tb != NULL) {
-                    PyException_SetTraceback(exc, f->exception_tb);
-                }
+    }
+    else {
+        f->log_tb = 0;
+        if (f->exception != NULL) {
+            exc = Py_NewRef(f->exception);
+            if (f->exception_tb != NULL) {
+                PyException_SetTraceback(exc, f->exception_tb);
             }
-        }
-        Py_DECREF(fut);
-        if (f->state == FL_CANCELLED && exc == NULL) {
-            return report_step_error(st, task);
         }
     }
     int r = run_in_context(st, task, exc, loop);
@@ -410,21 +483,37 @@ static int
 schedule_step(fl_state *st, PyObject *task, PyObject *exc)
 {
     FlTaskFields *t = FL_TASK(task);
+    if (require_loop(task) < 0) {
+        return -1;
+    }
     FlLoop *loop = t->fut.fl_loop;
     if (loop != NULL) {
         if (fl_loop_check_closed(loop) < 0) {
             return -1;
         }
-        Py_XSETREF(t->step_exc, Py_XNewRef(exc));
-        return fl_ready_push(&loop->ready, task_step_entry, task);
+        /* The entry first: releasing an old exception may run any code. */
+        PyObject *old_exc = t->step_exc;
+        t->step_exc = Py_XNewRef(exc);
+        int r = fl_ready_push(&loop->ready, task_step_entry, task);
+        Py_XDECREF(old_exc);
+        return r;
     }
     PyObject *step = PyCFunction_New(&step_def, task);
     if (step == NULL) {
         return -1;
     }
+    /* Read after the allocation, and held across the call: the loop's
+       call_soon() may re-initialize the task. */
+    if (require_loop(task) < 0) {
+        Py_DECREF(step);
+        return -1;
+    }
+    PyObject *tloop = Py_NewRef(t->fut.loop);
+    PyObject *ctx = Py_XNewRef(t->context);
     PyObject *args[2] = {step, exc};
-    int r = fl_call_with_context(st, t->fut.loop, "call_soon", args,
-                                 exc ? 2 : 1, t->context);
+    int r = fl_call_with_context(st, tloop, "call_soon", args, exc ? 2 : 1, ctx);
+    Py_XDECREF(ctx);
+    Py_DECREF(tloop);
     Py_DECREF(step);
     return r;
 }
@@ -530,13 +619,16 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
             Py_DECREF(fut);
             return -1;
         }
+        /* Held across the call: foreign code may re-initialize the task. */
+        PyObject *ctx = Py_XNewRef(t->context);
         if (ours) {
-            r = fl_future_add_callback(st, fut, wakeup, t->context, NULL);
+            r = fl_future_add_callback(st, fut, wakeup, ctx, NULL);
         }
         else {
             r = fl_call_with_context(st, fut, "add_done_callback", &wakeup, 1,
-                                     t->context);
+                                     ctx);
         }
+        Py_XDECREF(ctx);
         Py_DECREF(wakeup);
     }
     if (r < 0) {
@@ -545,7 +637,11 @@ wait_for(fl_state *st, PyObject *task, PyObject *fut, int ours)
     }
     Py_XSETREF(t->fut_waiter, fut);
     if (t->must_cancel) {
-        int c = cancel_waiter(st, fut, t->fut.cancel_msg);
+        PyObject *waiter = Py_NewRef(fut);
+        PyObject *msg = Py_XNewRef(t->fut.cancel_msg);
+        int c = cancel_waiter(st, waiter, msg);
+        Py_XDECREF(msg);
+        Py_DECREF(waiter);
         if (c < 0) {
             return -1;
         }
@@ -583,8 +679,9 @@ handle_yield(fl_state *st, PyObject *task, PyObject *result)
     }
 
     if (blocking != NULL && blocking != Py_None) {
-        PyObject *loop = ours ? Py_NewRef(FL_FUT(result)->loop)
-                              : loop_of_future(result);
+        PyObject *loop = !ours ? loop_of_future(result)
+                         : require_loop(result) < 0 ? NULL
+                         : Py_NewRef(FL_FUT(result)->loop);
         if (loop == NULL) {
             Py_DECREF(blocking);
             Py_DECREF(result);
@@ -643,11 +740,20 @@ step_run_and_handle_result(fl_state *st, PyObject *task, PyObject *exc)
     FlTaskFields *t = FL_TASK(task);
     PyObject *result = NULL;
     PySendResult status;
+    /* Our own reference: the coroutine may re-initialize its task, which
+       drops the task's reference to it while it runs. */
+    if (require_coro(task) < 0) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyObject *coro = Py_NewRef(t->coro);
     if (exc == NULL) {
-        status = PyIter_Send(t->coro, Py_None, &result);
+        status = PyIter_Send(coro, Py_None, &result);
+        Py_DECREF(coro);
     }
     else {
-        result = PyObject_CallMethod(t->coro, "throw", "O", exc);
+        result = PyObject_CallMethod(coro, "throw", "O", exc);
+        Py_DECREF(coro);
         Py_DECREF(exc);
         if (result != NULL) {
             status = PYGEN_NEXT;
@@ -725,7 +831,12 @@ task_step(fl_state *st, PyObject *task, PyObject *exc, FlLoop *lazy)
         t->must_cancel = 0;
     }
     Py_CLEAR(t->fut_waiter);
-
+    /* Checked last: what ran above (a finalizer, the collector) may have
+       re-initialized the task. */
+    if (require_loop(task) < 0 || require_coro(task) < 0) {
+        Py_XDECREF(exc);
+        return -1;
+    }
     PyObject *loop = t->fut.loop;
     Py_INCREF(loop);
     Py_INCREF(task);
@@ -787,6 +898,9 @@ static int
 eager_start(fl_state *st, PyObject *task)
 {
     FlTaskFields *t = FL_TASK(task);
+    if (require_loop(task) < 0) {
+        return -1;
+    }
     PyObject *loop = Py_NewRef(t->fut.loop);
     PyObject *prev = swap_current(st, loop, task);
     if (prev == NULL) {
@@ -803,13 +917,15 @@ eager_start(fl_state *st, PyObject *task)
         r = call1(st->register_eager_task, task);
     }
     if (r == 0) {
-        if (PyContext_Enter(t->context) < 0) {
+        /* Our own reference, as in run_in_context(). */
+        PyObject *ctx = Py_NewRef(t->context);
+        if (PyContext_Enter(ctx) < 0) {
             r = -1;
         }
         else {
             r = step_run_and_handle_result(st, task, NULL);
             PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
-            if (PyContext_Exit(t->context) < 0) {
+            if (PyContext_Exit(ctx) < 0) {
                 r = -1;
                 Py_XDECREF(err);
                 err = NULL;
@@ -818,6 +934,7 @@ eager_start(fl_state *st, PyObject *task)
                 fl_err_set_raised(err);
             }
         }
+        Py_DECREF(ctx);
         PyObject *err = r < 0 ? fl_err_get_raised() : NULL;
         if (!FL_BASE_ON && call1(st->unregister_eager_task, task) < 0
                 && err == NULL) {
@@ -908,45 +1025,99 @@ publish_name_and_coro(PyObject *task)
     return 0;
 }
 
+/* 3.15+: asyncio's Task refuses a context that is not a Context (gh-157301);
+   before, a step fails on it when it runs. */
+static int
+refuses_context(PyObject *context)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    if (context != NULL && context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a contextvars.Context was expected, got %s",
+                     Py_TYPE(context)->tp_name);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* __init__: everything that can fail is checked before anything of the
+   task is replaced, so that a failed re-initialization of a task that is
+   already running leaves it running its own coroutine in its own context,
+   as asyncio's does (3.10-3.14; 3.15 refuses any second __init__). Like
+   asyncio's, a failure in the future half (no event loop, a loop whose
+   get_debug() fails) leaves that half reset: a step already queued then
+   finds no loop, and reports it instead of running. */
 static int
 task_init(fl_state *st, PyObject *self, PyObject *coro, PyObject *loop,
           PyObject *name, PyObject *context, int eager)
 {
-    if (fl_future_init(st, self, loop) < 0) {
+    FlTaskFields *t = FL_TASK(self);
+    if (fl_future_refuses_reinit(self)) {
         return -1;
     }
-    FlTaskFields *t = FL_TASK(self);
-    task_clear_fields(self);
-    t->must_cancel = 0;
-    t->num_cancels_requested = 0;
-    t->log_destroy_pending = 1;
     int coro_ok = is_coroutine(st, coro);
     if (coro_ok <= 0) {
-        t->log_destroy_pending = 0;
         if (coro_ok == 0) {
             PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
         }
         return -1;
     }
-    if (name == NULL || name == Py_None) {
-        t->name_id = ++st->task_name_counter;
+    if (refuses_context(context)) {
+        return -1;
     }
-    else {
-        t->name = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
-        if (t->name == NULL) {
+    PyObject *new_name = NULL, *new_context;
+    if (name != NULL && name != Py_None) {
+        new_name = PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyObject_Str(name);
+        if (new_name == NULL) {
             return -1;
         }
     }
-    t->coro = Py_NewRef(coro);
-    if (publish_name_and_coro(self) < 0) {
+    new_context = context == NULL || context == Py_None
+                  ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (new_context == NULL) {
+        Py_XDECREF(new_name);
         return -1;
     }
-    t->context = context == NULL || context == Py_None
-                 ? PyContext_CopyCurrent() : Py_NewRef(context);
-    if (t->context == NULL) {
+    if (fl_future_init(st, self, loop) < 0) {
+        Py_XDECREF(new_name);
+        Py_DECREF(new_context);
+        return -1;
+    }
+    /* Replace the task half. What it held is released last, once the task
+       is consistent: releasing a coroutine may run any code. */
+    if (t->registry_ref != NULL) {
+        unregister_task(st, self);
+    }
+    fl_base_clear_task(self);
+    PyObject *old_coro = t->coro, *old_context = t->context;
+    PyObject *old_name = t->name, *old_waiter = t->fut_waiter;
+    PyObject *old_exc = t->step_exc;
+    t->coro = Py_NewRef(coro);
+    t->context = new_context;
+    t->name = new_name;
+    t->fut_waiter = NULL;
+    t->step_exc = NULL;
+    if (new_name == NULL) {
+        t->name_id = ++st->task_name_counter;
+    }
+    t->must_cancel = 0;
+    t->num_cancels_requested = 0;
+    t->log_destroy_pending = 1;
+    int r = publish_name_and_coro(self);
+    Py_XDECREF(old_coro);
+    Py_XDECREF(old_context);
+    Py_XDECREF(old_name);
+    Py_XDECREF(old_waiter);
+    Py_XDECREF(old_exc);
+    if (r < 0) {
         return -1;
     }
     if (eager) {
+        /* What ran above may have left the task without a loop. */
+        if (require_loop(self) < 0) {
+            return -1;
+        }
         int running = loop_is_running(t->fut.loop, t->fut.fl_loop);
         if (running < 0) {
             return -1;
@@ -1042,10 +1213,7 @@ task_py_cancel(PyObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:cancel", kwlist, &msg)) {
         return NULL;
     }
-    if (FL_FUT(self)->loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
-        return NULL;
-    }
+    /* No loop needed, and asyncio's cancels a task made with __new__ too. */
     int r = task_cancel(task_state(self), self, msg);
     if (r < 0) {
         return NULL;
@@ -1102,9 +1270,16 @@ task_get_name(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (t->name_id == 0) {
             Py_RETURN_NONE;     /* never initialized */
         }
-        t->name = PyUnicode_FromFormat("Task-%llu", t->name_id);
-        if (t->name == NULL) {
+        PyObject *name = PyUnicode_FromFormat("Task-%llu", t->name_id);
+        if (name == NULL) {
             return NULL;
+        }
+        if (t->name != NULL) {
+            /* set meanwhile, by code the allocation ran: that one wins */
+            Py_DECREF(name);
+        }
+        else {
+            t->name = name;
         }
     }
     return Py_NewRef(t->name);
@@ -1166,6 +1341,9 @@ static PyObject *
 task_tp_repr(PyObject *self)
 {
     fl_state *st = fl_state_from_type(Py_TYPE(self));
+    if (require_loop(self) < 0) {
+        return NULL;    /* as asyncio's: its repr reads the loop */
+    }
     if (st == NULL || st->helper_task_repr == NULL) {
         return PyUnicode_FromFormat("<%s>", _PyType_Name(Py_TYPE(self)));
     }
@@ -1276,16 +1454,19 @@ task_tp_finalize(PyObject *self)
     FlTaskFields *t = FL_TASK(self);
     if (t->fut.state == FL_PENDING && t->log_destroy_pending && t->fut.loop != NULL) {
         PyObject *exc = fl_err_get_raised();
+        /* Strong references: building the report may run Python code. */
+        PyObject *loop = Py_NewRef(t->fut.loop);
+        PyObject *source_tb = Py_XNewRef(t->fut.source_traceback);
         PyObject *context = PyDict_New();
         PyObject *message = PyUnicode_FromString("Task was destroyed but it is pending!");
         PyObject *r = NULL;
         if (context != NULL && message != NULL
                 && PyDict_SetItemString(context, "task", self) == 0
                 && PyDict_SetItemString(context, "message", message) == 0
-                && (t->fut.source_traceback == NULL
+                && (source_tb == NULL
                     || PyDict_SetItemString(context, "source_traceback",
-                                            t->fut.source_traceback) == 0)) {
-            r = PyObject_CallMethod(t->fut.loop, "call_exception_handler", "O", context);
+                                            source_tb) == 0)) {
+            r = PyObject_CallMethod(loop, "call_exception_handler", "O", context);
         }
         if (r == NULL) {
             PyErr_WriteUnraisable(self);
@@ -1293,6 +1474,8 @@ task_tp_finalize(PyObject *self)
         Py_XDECREF(r);
         Py_XDECREF(message);
         Py_XDECREF(context);
+        Py_DECREF(loop);
+        Py_XDECREF(source_tb);
         if (exc != NULL) {
             fl_err_set_raised(exc);
         }
