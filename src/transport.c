@@ -113,6 +113,10 @@ fl_transport_bind_fd(fl_transport *t)
         return -1;
     }
     if (fstat(t->fd, &st) < 0) {
+        if (errno == EBADF) {
+            t->fd_kind = FL_FD_NONE;
+            return 0;
+        }
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -138,6 +142,9 @@ int
 fl_transport_fd_ok_slow(fl_transport *t)
 {
     if (t->sock == NULL || t->fd < 0) {
+        return 0;
+    }
+    if (t->fd_kind == FL_FD_NONE) {
         return 0;
     }
     if (t->fd_kind != FL_FD_STAT) {

@@ -123,10 +123,14 @@ fl_socket_fd_now(PyObject *obj)
    then fl_socket_fd_now(obj). */
 int fl_socket_prove(PyObject *obj, int fd);
 
-enum { FL_FD_UNKNOWN, FL_FD_SOCKET, FL_FD_STAT };
+/* FL_FD_NONE: the number was not open when the transport was made (a
+   stand-in socket object, as CPython's tests use): every syscall and
+   watcher fails with EBADF, which reaches the protocol's connection_lost()
+   as asyncio's transport gets there through sock.send(). */
+enum { FL_FD_UNKNOWN, FL_FD_SOCKET, FL_FD_STAT, FL_FD_NONE };
 
 /* Records how t->fd is known to be t->sock's (call once t->sock is set):
-   -1 with OSError if the fd is not open. */
+   -1 with OSError if the socket object was closed meanwhile. */
 int fl_transport_bind_fd(fl_transport *t);
 
 int fl_transport_fd_ok_slow(fl_transport *t);
