@@ -4,15 +4,55 @@
 Py_ssize_t fl_handle_offset;
 static PyTypeObject *handle_type_g;
 static PyTypeObject *timer_type_g;
+static PyTypeObject *threadsafe_type_g;     /* 3.14+, else NULL */
 
 int
 fl_handle_check(PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
     return tp == handle_type_g || tp == timer_type_g
+           || tp == threadsafe_type_g
            || PyType_IsSubtype(tp, handle_type_g)
-           || PyType_IsSubtype(tp, timer_type_g);
+           || PyType_IsSubtype(tp, timer_type_g)
+           || (threadsafe_type_g && PyType_IsSubtype(tp, threadsafe_type_g));
 }
+
+#ifdef FL_HAVE_THREADSAFE_HANDLE
+#define FL_TSH(obj) ((FlThreadSafeHandle *)FL_HANDLE(obj))
+
+/* PyMutex_Lock lets go of the GIL while it waits, so the holder (running
+   the callback, or another thread's cancel()) can finish. */
+static void
+tsh_lock(PyObject *self)
+{
+    FlThreadSafeHandle *h = FL_TSH(self);
+    unsigned long me = PyThread_get_thread_ident();
+    if (h->owner == me) {
+        h->depth++;
+        return;
+    }
+    PyMutex_Lock(&h->lock);
+    h->owner = me;
+    h->depth = 1;
+}
+
+static void
+tsh_unlock(PyObject *self)
+{
+    FlThreadSafeHandle *h = FL_TSH(self);
+    if (--h->depth == 0) {
+        h->owner = 0;
+        PyMutex_Unlock(&h->lock);
+    }
+}
+#define LOCK_IF_THREADSAFE(self) \
+    do { if (FL_HANDLE(self)->threadsafe) tsh_lock(self); } while (0)
+#define UNLOCK_IF_THREADSAFE(self) \
+    do { if (FL_HANDLE(self)->threadsafe) tsh_unlock(self); } while (0)
+#else
+#define LOCK_IF_THREADSAFE(self) ((void)0)
+#define UNLOCK_IF_THREADSAFE(self) ((void)0)
+#endif
 
 /* The methods shared by Handle and TimerHandle are bound to asyncio.Handle
    (TimerHandle is not a subclass of our Handle): each checks that it got
@@ -28,10 +68,14 @@ fl_handle_check(PyObject *obj)
     } while (0)
 
 PyObject *
-fl_handle_new(FlLoop *loop, int timer, PyObject *callback,
+fl_handle_new(FlLoop *loop, int kind, PyObject *callback,
               PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
+    int timer = kind == FL_HANDLE_TIMER;
     PyTypeObject *type = timer ? timer_type_g : handle_type_g;
+    if (kind == FL_HANDLE_THREADSAFE && threadsafe_type_g != NULL) {
+        type = threadsafe_type_g;
+    }
     /* tp_alloc zeroes the object and makes room for what the base keeps
        before it (a managed weakref list on 3.12+). */
     PyObject *self = type->tp_alloc(type, 0);
@@ -42,6 +86,7 @@ fl_handle_new(FlLoop *loop, int timer, PyObject *callback,
     h->loop = (FlLoop *)Py_NewRef(loop);
     h->callback = Py_NewRef(callback);
     h->is_timer = (char)timer;
+    h->threadsafe = type == threadsafe_type_g;
     if (nargs > 0) {
         h->args = PyTuple_New(nargs);
         if (h->args == NULL) {
@@ -92,8 +137,25 @@ call_context_run(PyObject *context, PyObject *callback, PyObject *const *argv,
     return res;
 }
 
+static int run_callback(PyObject *self);
+
 int
 fl_handle_run(PyObject *self)
+{
+    FlHandle *h = FL_HANDLE(self);
+    if (!h->threadsafe) {
+        return run_callback(self);
+    }
+    /* Cancelled by another thread after the loop's check: checked again
+       under the lock, which cancel() waits for while the callback runs. */
+    LOCK_IF_THREADSAFE(self);
+    int r = run_callback(self);
+    UNLOCK_IF_THREADSAFE(self);
+    return r;
+}
+
+static int
+run_callback(PyObject *self)
 {
     FlHandle *h = FL_HANDLE(self);
     if (h->cancelled || h->callback == NULL || h->context == NULL) {
@@ -226,7 +288,9 @@ static PyObject *
 handle_cancel(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     REQUIRE_OURS(self, NULL);
+    LOCK_IF_THREADSAFE(self);
     fl_handle_cancel(self);
+    UNLOCK_IF_THREADSAFE(self);
     Py_RETURN_NONE;
 }
 
@@ -234,7 +298,10 @@ static PyObject *
 handle_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     REQUIRE_OURS(self, NULL);
-    return PyBool_FromLong(FL_HANDLE(self)->cancelled);
+    LOCK_IF_THREADSAFE(self);
+    int cancelled = FL_HANDLE(self)->cancelled;
+    UNLOCK_IF_THREADSAFE(self);
+    return PyBool_FromLong(cancelled);
 }
 
 /* The context is NULL once the collector cleared the handle. */
@@ -315,7 +382,10 @@ static PyObject *
 handle_get_cancelled(PyObject *self, void *closure)
 {
     REQUIRE_OURS(self, NULL);
-    return PyBool_FromLong(FL_HANDLE(self)->cancelled);
+    LOCK_IF_THREADSAFE(self);
+    int cancelled = FL_HANDLE(self)->cancelled;
+    UNLOCK_IF_THREADSAFE(self);
+    return PyBool_FromLong(cancelled);
 }
 
 static PyObject *
@@ -440,6 +510,15 @@ static PyType_Spec handle_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = handle_slots,
 };
+
+#ifdef FL_HAVE_THREADSAFE_HANDLE
+static PyType_Spec threadsafe_spec = {
+    .name = "fastloop._ThreadSafeHandle",
+    .basicsize = 0,     /* set from asyncio's layout at module exec */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = handle_slots,
+};
+#endif
 
 /* ---- TimerHandle ---- */
 
@@ -612,9 +691,15 @@ fl_handle_add_types(PyObject *module, fl_state *st)
     }
     PyObject *base = PyObject_GetAttrString(events, "Handle");
     PyObject *timer_base = PyObject_GetAttrString(events, "TimerHandle");
+    PyObject *threadsafe_base = NULL;
+#ifdef FL_HAVE_THREADSAFE_HANDLE
+    if (PyObject_GetOptionalAttrString(events, "_ThreadSafeHandle", &threadsafe_base) < 0) {
+        threadsafe_base = NULL;
+    }
+#endif
     Py_DECREF(events);
     int r = -1;
-    if (base == NULL || timer_base == NULL) {
+    if (base == NULL || timer_base == NULL || PyErr_Occurred()) {
         goto done;
     }
     if (!PyType_Check(base) || !PyType_Check(timer_base)
@@ -625,6 +710,12 @@ fl_handle_add_types(PyObject *module, fl_state *st)
     }
     Py_ssize_t align = (Py_ssize_t)sizeof(void *);
     Py_ssize_t size = ((PyTypeObject *)timer_base)->tp_basicsize;
+#ifdef FL_HAVE_THREADSAFE_HANDLE
+    if (threadsafe_base != NULL
+            && ((PyTypeObject *)threadsafe_base)->tp_basicsize > size) {
+        size = ((PyTypeObject *)threadsafe_base)->tp_basicsize;
+    }
+#endif
     fl_handle_offset = (size + align - 1) / align * align;
     handle_spec.basicsize = (int)(fl_handle_offset + sizeof(FlHandle));
     timer_spec.basicsize = (int)(fl_handle_offset + sizeof(FlTimerHandle));
@@ -643,9 +734,25 @@ fl_handle_add_types(PyObject *module, fl_state *st)
             || add_shared(timer_type_g, (PyTypeObject *)base) < 0) {
         goto done;
     }
+#ifdef FL_HAVE_THREADSAFE_HANDLE
+    if (threadsafe_base != NULL && PyType_Check(threadsafe_base)) {
+        threadsafe_spec.basicsize = (int)(fl_handle_offset + sizeof(FlThreadSafeHandle));
+        PyObject *ts_type = make_type(module, &threadsafe_spec, threadsafe_base,
+                                      "_ThreadSafeHandle");
+        if (ts_type == NULL) {
+            goto done;
+        }
+        st->threadsafe_handle_type = (PyTypeObject *)ts_type;
+        threadsafe_type_g = st->threadsafe_handle_type;
+        if (add_shared(threadsafe_type_g, (PyTypeObject *)base) < 0) {
+            goto done;
+        }
+    }
+#endif
     r = 0;
 done:
     Py_XDECREF(base);
     Py_XDECREF(timer_base);
+    Py_XDECREF(threadsafe_base);
     return r;
 }

@@ -22,6 +22,7 @@ typedef struct {
     PyObject *repr;             /* kept at cancel() in debug mode */
     char cancelled;
     char is_timer;
+    char threadsafe;            /* an FlThreadSafeHandle */
 } FlHandle;
 
 typedef struct {
@@ -29,6 +30,24 @@ typedef struct {
     double when;
     char scheduled;             /* still in the loop's timer heap */
 } FlTimerHandle;
+
+#if PY_VERSION_HEX >= 0x030E0000
+/* What call_soon_threadsafe() returns from 3.14 on, as asyncio's
+   _ThreadSafeHandle: cancel() and cancelled() from another thread wait
+   while the callback runs, and a handle cancelled meanwhile never runs.
+   The lock is reentrant for the thread that holds it (a callback may
+   cancel its own handle). */
+#define FL_HAVE_THREADSAFE_HANDLE 1
+typedef struct {
+    FlHandle base;
+    PyMutex lock;
+    unsigned long owner;        /* thread holding the lock, or 0 */
+    int depth;
+} FlThreadSafeHandle;
+#endif
+
+/* What fl_handle_new() makes. */
+enum { FL_HANDLE_PLAIN, FL_HANDLE_TIMER, FL_HANDLE_THREADSAFE };
 
 extern Py_ssize_t fl_handle_offset;
 
@@ -39,8 +58,9 @@ extern Py_ssize_t fl_handle_offset;
 int fl_handle_add_types(PyObject *module, fl_state *st);
 
 /* New handle for callback(*args); context NULL or None copies the current
-   one. `timer` makes a TimerHandle. */
-PyObject *fl_handle_new(struct FlLoop *loop, int timer, PyObject *callback,
+   one. `kind`: FL_HANDLE_PLAIN, _TIMER (a TimerHandle) or _THREADSAFE (a
+   plain one before 3.14). */
+PyObject *fl_handle_new(struct FlLoop *loop, int kind, PyObject *callback,
                         PyObject *const *args, Py_ssize_t nargs,
                         PyObject *context);
 

@@ -340,11 +340,11 @@ recheck_closed(FlLoop *self, PyObject *h)
     return 0;
 }
 
-PyObject *
-fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *context)
+static PyObject *
+schedule_handle(FlLoop *self, int kind, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *context)
 {
-    PyObject *h = fl_handle_new(self, 0, args[0], args + 1, nargs - 1, context);
+    PyObject *h = fl_handle_new(self, kind, args[0], args + 1, nargs - 1, context);
     if (h == NULL || recheck_closed(self, h) < 0) {
         return NULL;
     }
@@ -353,6 +353,13 @@ fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     return h;
+}
+
+PyObject *
+fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *context)
+{
+    return schedule_handle(self, FL_HANDLE_PLAIN, args, nargs, context);
 }
 
 static PyObject *
@@ -393,7 +400,7 @@ loop_call_soon_threadsafe(FlLoop *self, PyObject *const *args,
     /* Python code ran since the closed check above (and may have let the
        thread that closes the loop in): schedule_soon checks again, and
        nothing but C runs between its check and the wakeup. */
-    PyObject *h = fl_loop_schedule_soon(self, args, nargs, context);
+    PyObject *h = schedule_handle(self, FL_HANDLE_THREADSAFE, args, nargs, context);
     if (h != NULL) {
         fl_loop_wakeup(self);
     }
@@ -417,7 +424,7 @@ schedule_at(FlLoop *self, double when, PyObject *const *args,
                         || check_callback(self, args[0], "call_at") < 0)) {
         return NULL;
     }
-    PyObject *t = fl_handle_new(self, 1, args[0], args + 1, nargs - 1, context);
+    PyObject *t = fl_handle_new(self, FL_HANDLE_TIMER, args[0], args + 1, nargs - 1, context);
     if (t == NULL || recheck_closed(self, t) < 0) {
         return NULL;
     }

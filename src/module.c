@@ -293,6 +293,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->loop_type);
     Py_VISIT(st->handle_type);
     Py_VISIT(st->timer_handle_type);
+    Py_VISIT(st->threadsafe_handle_type);
     Py_VISIT(st->future_type);
     Py_VISIT(st->task_type);
     Py_VISIT(st->future_iter_type);
@@ -309,6 +310,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->loop_type);
     Py_CLEAR(st->handle_type);
     Py_CLEAR(st->timer_handle_type);
+    Py_CLEAR(st->threadsafe_handle_type);
     Py_CLEAR(st->future_type);
     Py_CLEAR(st->task_type);
     Py_CLEAR(st->future_iter_type);

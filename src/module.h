@@ -10,6 +10,7 @@ typedef struct {
     PyTypeObject *loop_type;
     PyTypeObject *handle_type;
     PyTypeObject *timer_handle_type;
+    PyTypeObject *threadsafe_handle_type;   /* 3.14+, else NULL */
     PyTypeObject *future_type;
     PyTypeObject *task_type;
     PyTypeObject *future_iter_type;

@@ -22,6 +22,7 @@ test_uninitialized.py). A crash or a hang fails the test of that type and
 names the variant, method and arguments of the last call.
 """
 import subprocess
+import sys
 
 import pytest
 
@@ -350,6 +351,18 @@ def timer_variants():
         helper.call_later(100, print)))
     variant("due", lambda: (lambda h: (spin(), h)[1])(helper.call_later(0, print)))
 
+def threadsafe_handle_variants():
+    TSH = type(helper.call_soon_threadsafe(print))
+    variant("__new__", lambda: TSH.__new__(TSH))
+    variant("call_soon_threadsafe", lambda: helper.call_soon_threadsafe(print, 1))
+    variant("reinit", lambda: reinit_all(helper.call_soon_threadsafe(print), [
+        ((print, (), helper), {}), ((1,), {}), ((), {})]))
+    variant("cancelled", lambda: (lambda h: (h.cancel(), h)[1])(
+        helper.call_soon_threadsafe(print)))
+    variant("cancelled from a thread", lambda: (lambda h: (
+        __import__("threading").Thread(target=h.cancel).start(), h)[1])(
+        helper.call_soon_threadsafe(print)))
+
 def loop_variants():
     L = fastloop.Loop
     def closed():
@@ -497,7 +510,7 @@ def server_variants():
 VARIANTS = {
     "Future": future_variants, "Task": task_variants, "FutureIter": iter_variants,
     "Handle": handle_variants, "TimerHandle": timer_variants,
-    "Loop": loop_variants, "LoopCore": loopcore_variants,
+    "_ThreadSafeHandle": threadsafe_handle_variants, "Loop": loop_variants, "LoopCore": loopcore_variants,
     "StreamTransport": stream_variants, "ReadPipeTransport": read_pipe_variants,
     "DatagramTransport": datagram_variants, "Listener": listener_variants,
     "ChildWatcher": child_watcher_variants, "SockOperation": sock_op_variants,
@@ -528,6 +541,8 @@ TYPES = ["Loop", "LoopCore", "Handle", "TimerHandle", "Future", "Task",
          "FutureIter", "StreamTransport", "ReadPipeTransport",
          "DatagramTransport", "Listener", "ChildWatcher", "SockOperation",
          "Server"]
+if sys.version_info >= (3, 14):
+    TYPES.append("_ThreadSafeHandle")     # call_soon_threadsafe()'s, 3.14+
 
 # Crashes the fuzz finds in files this branch does not own: each is fixed on
 # the branch that owns the file, and marked here so that the test starts to
