@@ -147,9 +147,13 @@ if sys.version_info >= (3, 12):
     TASK["get_context"] = ["returns", None]
 
 # asyncio's own C Task crashes on these when uninitialized (not fastloop's):
-# get_coro() on 3.10-3.11, get_context() on 3.12-3.13 (CPython gh-154871).
-ASYNCIO_CRASHES = {"get_coro"} if sys.version_info < (3, 12) else (
-    {"get_context"} if sys.version_info < (3, 14) else set())
+# get_coro() up to 3.12 (seen on 3.12.1), get_context() on 3.12-3.13
+# (CPython gh-154871).
+ASYNCIO_CRASHES = set()
+if sys.version_info < (3, 13):
+    ASYNCIO_CRASHES.add("get_coro")
+if (3, 12) <= sys.version_info < (3, 14):
+    ASYNCIO_CRASHES.add("get_context")
 
 
 def run_probe(impl, cls, ops):
