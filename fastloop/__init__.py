@@ -83,11 +83,8 @@ def run(main, *, debug=None, **kwargs):
     if _asyncio.events._get_running_loop() is not None:
         raise RuntimeError(
             "fastloop.run() cannot be called from a running event loop")
-    if _sys.version_info >= (3, 11):
-        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    from ._runner import run_310
-    return run_310(main, debug=debug)
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 if _sys.version_info >= (3, 12):

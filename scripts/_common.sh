@@ -34,7 +34,7 @@ chroot_version_of() {
     esac
 }
 
-# The CPython 3.10-3.13 interpreters on this machine, one path per line.
+# The CPython 3.11-3.13 interpreters on this machine, one path per line.
 # FASTLOOP_PYTHONS (space separated) overrides the search; its entries that
 # name a chroot version (find_chroot_pythons) are left out here.
 find_pythons() {
@@ -46,7 +46,7 @@ find_pythons() {
         return
     fi
     local v p seen=""
-    for v in 3.10 3.11 3.12 3.13; do
+    for v in 3.11 3.12 3.13; do
         p=""
         if command -v pyenv >/dev/null 2>&1; then
             local full

@@ -1,12 +1,12 @@
-/* CPython 3.10-3.15 differences, in one place. */
+/* CPython 3.11-3.15 differences, in one place. */
 #ifndef FL_COMPAT_H
 #define FL_COMPAT_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#if PY_VERSION_HEX < 0x030A0000
-#error "fastloop needs CPython 3.10 or newer"
+#if PY_VERSION_HEX < 0x030B0000
+#error "fastloop needs CPython 3.11 or newer (3.10 reached its end of life)"
 #endif
 
 /* Py_NewRef / Py_XNewRef exist from 3.10 on. */
