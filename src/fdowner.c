@@ -1,6 +1,6 @@
 /* The fd -> transport map (see fdowner.h). */
 #include "fdowner.h"
-#include "loop.h"
+#include "loopcore.h"
 #include "io.h"
 
 static PyObject *str_transports;

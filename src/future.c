@@ -1,5 +1,5 @@
 #include "future.h"
-#include "loop.h"
+#include "loopcore.h"
 #include "handle.h"
 #include "task.h"
 #include "introspect.h"
@@ -199,7 +199,8 @@ schedule_one(fl_state *st, PyObject *self, fl_fut_callback *cb)
                                           cb->fn, cb->context);
         }
         PyObject *args[2] = {cb->fn, self};
-        PyObject *h = fl_loop_schedule_soon(loop, args, 2, cb->context);
+        PyObject *h = fl_handle_schedule(loop, FL_HANDLE_PLAIN, args, 2,
+                                         cb->context);
         Py_XDECREF(h);
         return h == NULL ? -1 : 0;
     }

@@ -8,7 +8,7 @@
 #ifndef FL_FUTURE_H
 #define FL_FUTURE_H
 
-#include "module.h"
+#include "state.h"
 #include "ready.h"
 
 struct FlLoop;

@@ -1,5 +1,4 @@
 #include "handle.h"
-#include "loop.h"
 
 Py_ssize_t fl_handle_offset;
 static PyTypeObject *handle_type_g;
@@ -224,6 +223,21 @@ fl_handle_run_entry(FlLoop *loop, fl_ready_item *item)
     return fl_handle_run(item->arg);
 }
 
+PyObject *
+fl_handle_schedule(FlLoop *loop, int kind, PyObject *const *args,
+                   Py_ssize_t nargs, PyObject *context)
+{
+    PyObject *h = fl_handle_new(loop, kind, args[0], args + 1, nargs - 1, context);
+    if (h == NULL || fl_loop_recheck_closed(loop, h) < 0) {
+        return NULL;
+    }
+    if (fl_ready_push(&loop->ready, fl_handle_run_entry, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return h;
+}
+
 void
 fl_handle_cancel(PyObject *self)
 {
@@ -232,7 +246,7 @@ fl_handle_cancel(PyObject *self)
         return;
     }
     if (h->is_timer) {
-        fl_loop_timer_cancelled(h->loop, self);
+        fl_timer_cancelled(h->loop, self);
     }
     h->cancelled = 1;
     if (h->loop->debug && h->repr == NULL && h->callback != NULL) {

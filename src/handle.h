@@ -8,10 +8,7 @@
 #define FL_HANDLE_H
 
 #include <stdint.h>
-#include "module.h"
-#include "ready.h"
-
-struct FlLoop;
+#include "loopcore.h"
 
 typedef struct {
     struct FlLoop *loop;
@@ -54,6 +51,16 @@ extern Py_ssize_t fl_handle_offset;
 #define FL_HANDLE(obj) ((FlHandle *)((char *)(obj) + fl_handle_offset))
 #define FL_TIMER(obj) ((FlTimerHandle *)((char *)(obj) + fl_handle_offset))
 
+/* A TimerHandle was cancelled: counted while it is still in the loop's
+   heap, which prunes cancelled timers once they are many. */
+static inline void
+fl_timer_cancelled(FlLoop *loop, PyObject *timer)
+{
+    if (FL_TIMER(timer)->scheduled) {
+        loop->timers.cancelled++;
+    }
+}
+
 /* Creates the two types, subclasses of asyncio's, in `module`. */
 int fl_handle_add_types(PyObject *module, fl_state *st);
 
@@ -63,6 +70,14 @@ int fl_handle_add_types(PyObject *module, fl_state *st);
 PyObject *fl_handle_new(struct FlLoop *loop, int kind, PyObject *callback,
                         PyObject *const *args, Py_ssize_t nargs,
                         PyObject *context);
+
+/* The one way to make a handle and queue it: fl_handle_new() for
+   args[0](*args[1:nargs]), then onto the loop's ready queue (only if the
+   loop is still open: making the handle may run Python code). call_soon()
+   is this with FL_HANDLE_PLAIN. A new reference to the queued handle, or
+   NULL with an error set. */
+PyObject *fl_handle_schedule(FlLoop *loop, int kind, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *context);
 
 /* Is obj a fastloop Handle or TimerHandle? */
 int fl_handle_check(PyObject *obj);

@@ -1,48 +1,10 @@
 #include "io.h"
-#include "loop.h"
+#include "fd.h"
+#include "loopcore.h"
 #include "handle.h"
 #include "fdowner.h"
 #include <fcntl.h>
 #include <sys/stat.h>
-
-int
-fl_io_fileobj_to_fd(PyObject *fileobj)
-{
-    long fd;
-    if (PyLong_Check(fileobj)) {
-        fd = PyLong_AsLong(fileobj);
-    }
-    else {
-        PyObject *res = PyObject_CallMethod(fileobj, "fileno", NULL);
-        if (res == NULL || !PyLong_Check(res)) {
-            if (res == NULL && !PyErr_ExceptionMatches(PyExc_AttributeError)
-                    && !PyErr_ExceptionMatches(PyExc_TypeError)
-                    && !PyErr_ExceptionMatches(PyExc_ValueError)) {
-                return -1;
-            }
-            Py_XDECREF(res);
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError, "Invalid file object: %R", fileobj);
-            return -1;
-        }
-        fd = PyLong_AsLong(res);
-        Py_DECREF(res);
-    }
-    return fl_io_fd_from_long(fd);
-}
-
-int
-fl_io_fd_from_long(long fd)
-{
-    if (fd == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
-        return -1;
-    }
-    return (int)fd;
-}
 
 /* What epoll would say about the fd, checked before libev sees it: libev
    aborts on some bad fds, asyncio raises. */
@@ -50,7 +12,7 @@ static int
 check_fd_pollable(int fd)
 {
     struct stat st;
-    if (fcntl(fd, F_GETFD) == -1 || fstat(fd, &st) == -1) {
+    if (!fl_fd_is_open(fd) || fstat(fd, &st) == -1) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -150,7 +112,7 @@ fl_io_drop_stale(FlLoop *loop, int fd, PyObject *fileobj)
         return 0;       /* nothing, the same object, or a bare number */
     }
     PyObject *old = Py_NewRef(w->fileobj);
-    int now = fl_io_fileobj_to_fd(old);
+    int now = fl_fd_from_fileobj(old);
     int stale = now >= 0 ? now != fd : 0;
     if (now < 0) {
         if (!PyErr_ExceptionMatches(PyExc_Exception)) {
@@ -268,7 +230,7 @@ add_handler(FlLoop *loop, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     PyObject *fileobj = args[0];
-    int fd = fl_io_fileobj_to_fd(fileobj);
+    int fd = fl_fd_from_fileobj(fileobj);
     /* The check also drops a registration of fd left by a closed object. */
     if (fd < 0 || fl_fdowner_check(loop, fd, fileobj) < 0) {
         return NULL;
@@ -307,7 +269,7 @@ remove_handler(FlLoop *loop, PyObject *fileobj, int writing)
     if (loop->closed) {
         Py_RETURN_FALSE;
     }
-    int fd = fl_io_fileobj_to_fd(fileobj);
+    int fd = fl_fd_from_fileobj(fileobj);
     if (fd < 0) {
         /* A closed socket (fileno() -1) or file: found by identity, or the
            error stands. */

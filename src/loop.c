@@ -237,28 +237,6 @@ poll_timeout_cb(struct ev_loop *ev, ev_timer *w, int revents)
 
 /* ---- checks shared by the methods ---- */
 
-int
-fl_loop_check_closed(FlLoop *self)
-{
-    if (self->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-        return -1;
-    }
-    return 0;
-}
-
-int
-fl_loop_check_thread(FlLoop *self)
-{
-    if (self->running && PyThread_get_thread_ident() != self->thread_ident) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Non-thread-safe operation invoked on an event loop "
-                        "other than the current one");
-        return -1;
-    }
-    return 0;
-}
-
 static int
 check_callback(FlLoop *self, PyObject *callback, const char *method)
 {
@@ -277,14 +255,6 @@ check_callback(FlLoop *self, PyObject *callback, const char *method)
     }
     Py_DECREF(r);
     return 0;
-}
-
-void
-fl_loop_timer_cancelled(FlLoop *self, PyObject *timer)
-{
-    if (FL_TIMER(timer)->scheduled) {
-        self->timers.cancelled++;
-    }
 }
 
 /* call_soon(callback, *args, context=None) and friends: the only keyword. */
@@ -326,42 +296,6 @@ require_callback_arg(Py_ssize_t nargs, Py_ssize_t needed, const char *method,
 
 /* ---- scheduling ---- */
 
-/* A handle made by Python-running code (allocation, the debug stack
-   capture) is queued only if the loop is still open: its caller checked
-   that before, and the check no longer holds (docs/NOTES.md, "Checks and
-   Python code"). */
-static int
-recheck_closed(FlLoop *self, PyObject *h)
-{
-    if (self->closed) {
-        Py_DECREF(h);
-        return fl_loop_check_closed(self);
-    }
-    return 0;
-}
-
-static PyObject *
-schedule_handle(FlLoop *self, int kind, PyObject *const *args, Py_ssize_t nargs,
-                PyObject *context)
-{
-    PyObject *h = fl_handle_new(self, kind, args[0], args + 1, nargs - 1, context);
-    if (h == NULL || recheck_closed(self, h) < 0) {
-        return NULL;
-    }
-    if (fl_ready_push(&self->ready, fl_handle_run_entry, h) < 0) {
-        Py_DECREF(h);
-        return NULL;
-    }
-    return h;
-}
-
-PyObject *
-fl_loop_schedule_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *context)
-{
-    return schedule_handle(self, FL_HANDLE_PLAIN, args, nargs, context);
-}
-
 static PyObject *
 loop_call_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
                PyObject *kwnames)
@@ -377,7 +311,7 @@ loop_call_soon(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
                         || check_callback(self, args[0], "call_soon") < 0)) {
         return NULL;
     }
-    return fl_loop_schedule_soon(self, args, nargs, context);
+    return fl_handle_schedule(self, FL_HANDLE_PLAIN, args, nargs, context);
 }
 
 static PyObject *
@@ -398,9 +332,10 @@ loop_call_soon_threadsafe(FlLoop *self, PyObject *const *args,
         return NULL;
     }
     /* Python code ran since the closed check above (and may have let the
-       thread that closes the loop in): schedule_soon checks again, and
+       thread that closes the loop in): fl_handle_schedule checks again, and
        nothing but C runs between its check and the wakeup. */
-    PyObject *h = schedule_handle(self, FL_HANDLE_THREADSAFE, args, nargs, context);
+    PyObject *h = fl_handle_schedule(self, FL_HANDLE_THREADSAFE, args, nargs,
+                                     context);
     if (h != NULL) {
         fl_loop_wakeup(self);
     }
@@ -425,7 +360,7 @@ schedule_at(FlLoop *self, double when, PyObject *const *args,
         return NULL;
     }
     PyObject *t = fl_handle_new(self, FL_HANDLE_TIMER, args[0], args + 1, nargs - 1, context);
-    if (t == NULL || recheck_closed(self, t) < 0) {
+    if (t == NULL || fl_loop_recheck_closed(self, t) < 0) {
         return NULL;
     }
     FL_TIMER(t)->when = when;
@@ -485,7 +420,7 @@ static PyObject *
 loop_timer_handle_cancelled(FlLoop *self, PyObject *handle)
 {
     if (fl_handle_check(handle) && FL_HANDLE(handle)->is_timer) {
-        fl_loop_timer_cancelled(self, handle);
+        fl_timer_cancelled(self, handle);
     }
     Py_RETURN_NONE;
 }

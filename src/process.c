@@ -24,9 +24,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "module.h"
-#include "loop.h"
-#include "transport.h"
+#include "loopcore.h"
+#include "errors.h"
+#include "fd.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3       /* Linux 5.4; <linux/wait.h> */
@@ -100,28 +100,16 @@ reap(FlChildWatcher *c, int *code)
     return 1;
 }
 
-static int
-reraise_entry(FlLoop *loop, fl_ready_item *item)
-{
-    fl_err_set_raised(Py_NewRef(item->arg));
-    return -1;
-}
-
 /* A failed callback: SystemExit and KeyboardInterrupt leave the loop from
    the ready queue; anything else goes to the loop's exception handler. */
 static void
 report_error(FlChildWatcher *c)
 {
-    int fatal = PyErr_ExceptionMatches(PyExc_SystemExit)
-        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-    PyObject *exc = fl_err_get_raised();
-    if (fatal) {
-        if (fl_ready_push(&c->loop->ready, reraise_entry, exc) < 0) {
-            PyErr_WriteUnraisable(exc);
-        }
-        Py_DECREF(exc);
+    if (fl_err_is_fatal()) {
+        fl_err_stash_fatal(c->loop);
         return;
     }
+    PyObject *exc = fl_err_get_raised();
     PyObject *ctx = Py_BuildValue("{sssO}", "message",
                                   "Exception in child process exit callback",
                                   "exception", exc);
@@ -207,7 +195,7 @@ pidfd_is_ours(int fd, pid_t pid)
 static void
 watch_failed(FlChildWatcher *c)
 {
-    int err = fl_watch_errno(c->pidfd);
+    int err = fl_fd_watch_errno(c->pidfd);
     if (c->pidfd >= 0 && !pidfd_is_ours(c->pidfd, c->pid)) {
         c->pidfd = -1;      /* not ours to close any more */
     }
@@ -284,7 +272,7 @@ watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "invalid pid: %d", pid);
         return NULL;
     }
-    if (pidfd < 0 || fcntl(pidfd, F_GETFD) < 0) {
+    if (pidfd < 0 || !fl_fd_is_open(pidfd)) {
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", pidfd);
         return NULL;
     }
@@ -303,7 +291,7 @@ watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     c->context = PyContext_CopyCurrent();
     /* Python code ran (the allocations may collect): check again. */
     if (c->context == NULL || fl_loop_check_closed(c->loop) < 0
-            || fcntl(pidfd, F_GETFD) < 0) {
+            || !fl_fd_is_open(pidfd)) {
         if (c->context != NULL && !PyErr_Occurred()) {
             PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", pidfd);
         }

@@ -58,7 +58,7 @@ listener_fd_ok(FlListener *l)
 {
     int now = l->sock != NULL ? fl_socket_fd_now(l->sock) : -1;
     if (now == -2) {
-        return fcntl(l->w.fd, F_GETFD) >= 0;   /* not a socket object */
+        return fl_fd_is_open(l->w.fd);   /* not a socket object */
     }
     return now == l->w.fd;
 }
@@ -96,7 +96,7 @@ accept_error(FlListener *l)
         PyErr_Clear();
         return 1;   /* the backlog is empty */
     }
-    PyObject *exc = fl_transport_take_nonfatal();
+    PyObject *exc = fl_err_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -184,7 +184,7 @@ accept_plain(FlListener *l, PyObject *conn, PyObject *addr, PyObject *ctx)
         }
     }
     if (tr == NULL) {
-        PyObject *exc = fl_transport_take_nonfatal();
+        PyObject *exc = fl_err_take_nonfatal();
         if (exc == NULL) {
             rc = -1;
         }
@@ -314,7 +314,7 @@ static int
 do_accept_ready(FlListener *l, int revents)
 {
     if (revents & EV_ERROR) {
-        return watch_failed(l, fl_watch_errno(l->w.fd));
+        return watch_failed(l, fl_fd_watch_errno(l->w.fd));
     }
     if (!listener_fd_ok(l)) {
         return watch_failed(l, EBADF);
@@ -334,16 +334,16 @@ accept_cb(struct ev_loop *ev, ev_io *w, int revents)
     Py_INCREF(l);
     Py_INCREF(loop);
     if (do_accept_ready(l, revents) < 0) {
-        if (!fl_transport_error_is_fatal()) {
+        if (!fl_err_is_fatal()) {
             PyObject *exc = fl_err_get_raised();
             if (fl_transport_call_helper("_accept_error", Py_BuildValue(
                     "(OOO)", (PyObject *)loop, (PyObject *)l, exc)) < 0) {
-                fl_transport_stash_fatal(loop);
+                fl_err_stash_fatal(loop);
             }
             Py_DECREF(exc);
         }
         else {
-            fl_transport_stash_fatal(loop);
+            fl_err_stash_fatal(loop);
         }
     }
     Py_DECREF(loop);
@@ -375,7 +375,7 @@ listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (fd < 0) {
         return NULL;
     }
-    if (fcntl(fd, F_GETFD) < 0) {
+    if (!fl_fd_is_open(fd)) {
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %d", fd);
         return NULL;
     }
@@ -550,7 +550,7 @@ int
 fl_server_module_init(PyObject *module, fl_state *st)
 {
     loop_type = st->loop_type;
-    socket_type = fl_transport_import_attr("socket", "socket");
+    socket_type = fl_import_attr("socket", "socket");
     if (socket_type == NULL) {
         return -1;
     }

@@ -3,7 +3,7 @@
 #ifndef FL_SERVER_H
 #define FL_SERVER_H
 
-#include "module.h"
+#include "state.h"
 
 /* Creates fastloop._core.Listener and adds it to the module. */
 int fl_server_module_init(PyObject *module, fl_state *st);

@@ -502,7 +502,7 @@ sendfile_current_fd(FlSockOp *op)
     if (f == NULL) {
         return -1;
     }
-    fd = fl_io_fileobj_to_fd(f);
+    fd = fl_fd_from_fileobj(f);
     Py_DECREF(f);
     if (fd < 0) {
         PyErr_Clear();
@@ -658,14 +658,13 @@ op_find_fd(FlSockOp *op)
         if (f == NULL) {
             return -1;
         }
-        fd = fl_io_fileobj_to_fd(f);
+        fd = fl_fd_from_fileobj(f);
         Py_DECREF(f);
         if (fd < 0) {
             return -1;
         }
     }
-    if (fcntl(fd, F_GETFD) == -1) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (fl_fd_check_open(fd) < 0) {
         return -1;
     }
     return fd;
@@ -785,7 +784,7 @@ op_prepare(FlSockOp *op)
     case K_SENDFILE:
         if (!op->fast) {
             PyObject *f = PyObject_CallMethodNoArgs(op->sock, str_fileno);
-            op->fd = f ? fl_io_fileobj_to_fd(f) : -1;
+            op->fd = f ? fl_fd_from_fileobj(f) : -1;
             Py_XDECREF(f);
             if (op->fd < 0) {
                 return -1;
@@ -898,7 +897,7 @@ op_io_cb(struct ev_loop *ev, ev_io *w, int revents)
         /* libev could not watch the descriptor (closed, or epoll_ctl
            refused it) and stopped the watcher: fail with the reason. */
         if (op->fut != NULL && FL_FUT(op->fut)->state == FL_PENDING) {
-            errno = fl_watch_errno(op->fd);
+            errno = fl_fd_watch_errno(op->fd);
             PyErr_SetFromErrno(PyExc_OSError);
             PyObject *exc = fl_err_get_raised();
             if (fl_future_set_exception(loop->state, op->fut, exc) < 0) {
@@ -935,7 +934,7 @@ op_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents)
     FlSockOp *op = OP_FROM_PREPARE(w);
     ev_prepare_stop(ev, w);
     int closed = op->fast ? SOCK_FD(op->sock) != op->fd
-                          : fcntl(op->fd, F_GETFD) == -1;
+                          : !fl_fd_is_open(op->fd);
     if (closed) {
         /* Closed under the operation. asyncio's epoll forgets such an fd
            and the operation never completes; so here: nothing is polled,

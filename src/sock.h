@@ -3,7 +3,7 @@
 #ifndef FL_SOCK_H
 #define FL_SOCK_H
 
-#include "module.h"
+#include "state.h"
 
 /* The LoopCore methods of this file, for module.c's loop_method_tables. */
 extern PyMethodDef fl_sock_loop_methods[];

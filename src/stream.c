@@ -36,8 +36,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <structmember.h>
-#include "loop.h"
-#include "future.h"
+#include "handle.h"
 #include "fdowner.h"
 #include "transport.h"
 
@@ -415,7 +414,7 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
                                         call_connection_lost, item->callback);
 }
 
-const fl_transport_impl fl_stream_transport_impl = {
+static const fl_transport_impl stream_impl = {
     .clear_write_buffer = clear_write_buffer,
     .lost_entry = lost_entry,
     .fatal_error = fatal_error,
@@ -441,8 +440,8 @@ on_pipe_eof(PyObject *self)
     if (eof_received == NULL) {
         return -1;
     }
-    PyObject *handle = fl_loop_schedule_soon(s->tr.loop, &eof_received, 1,
-                                             s->tr.context);
+    PyObject *handle = fl_handle_schedule(s->tr.loop, FL_HANDLE_PLAIN,
+                                          &eof_received, 1, s->tr.context);
     Py_DECREF(eof_received);
     if (handle == NULL) {
         return -1;
@@ -464,7 +463,7 @@ on_eof(PyObject *self)
     }
     PyObject *r = call_protocol(s, str_eof_received, NULL);
     if (r == NULL) {
-        PyObject *exc = fl_transport_take_nonfatal();
+        PyObject *exc = fl_err_take_nonfatal();
         if (exc == NULL) {
             return -1;
         }
@@ -499,7 +498,7 @@ on_eof(PyObject *self)
 static int
 read_failed(PyObject *self, const char *message)
 {
-    PyObject *exc = fl_transport_take_nonfatal();
+    PyObject *exc = fl_err_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -663,7 +662,7 @@ run_in_context(ev_io *w, int (*fn)(PyObject *, PyObject *))
     Py_INCREF(self);
     Py_INCREF(loop);
     if (fl_transport_call_in_context(self, s->tr.context, fn, NULL) < 0) {
-        fl_transport_stash_fatal(loop);
+        fl_err_stash_fatal(loop);
     }
     Py_DECREF(loop);
     Py_DECREF(self);
@@ -679,7 +678,7 @@ watch_failed(PyObject *self, const char *message)
     if (s->tr.conn_lost || s->lost) {
         return 0;
     }
-    PyObject *exc = errno_exception(fl_watch_errno(s->tr.fd));
+    PyObject *exc = errno_exception(fl_fd_watch_errno(s->tr.fd));
     if (exc == NULL) {
         return -1;
     }
@@ -774,7 +773,7 @@ do_write_watch_failed(PyObject *self, PyObject *Py_UNUSED(arg))
     if (s->tr.conn_lost || s->lost) {
         return 0;
     }
-    return write_failed(self, fl_watch_errno(s->tr.fd));
+    return write_failed(self, fl_fd_watch_errno(s->tr.fd));
 }
 
 static int
@@ -1763,7 +1762,7 @@ static PyType_Spec read_pipe_spec = {
 static int
 intern_all(void)
 {
-    static const fl_transport_name names[] = {
+    static const fl_name names[] = {
         {&str_data_received, "data_received"},
         {&str_get_buffer, "get_buffer"},
         {&str_buffer_updated, "buffer_updated"},
@@ -1775,20 +1774,21 @@ intern_all(void)
         {&str_getpeername, "getpeername"},
         {&str_fl_transports, "_fl_transports"},
     };
-    return fl_transport_intern(names, sizeof(names) / sizeof(names[0]));
+    return fl_intern(names, sizeof(names) / sizeof(names[0]));
 }
 
 int
 fl_stream_module_init(PyObject *module, fl_state *st)
 {
+    fl_transport_register_kind(FL_TRANSPORT_STREAM, &stream_impl);
     loop_type = st->loop_type;
     if (intern_all() < 0) {
         return -1;
     }
-    PyObject *base = fl_transport_import_attr("asyncio.transports",
-                                              "_FlowControlMixin");
-    PyObject *read_base = fl_transport_import_attr("asyncio.transports",
-                                                   "ReadTransport");
+    PyObject *base = fl_import_attr("asyncio.transports",
+                                    "_FlowControlMixin");
+    PyObject *read_base = fl_import_attr("asyncio.transports",
+                                         "ReadTransport");
     if (base == NULL || read_base == NULL) {
         Py_XDECREF(base);
         Py_XDECREF(read_base);
@@ -1834,11 +1834,11 @@ fl_stream_module_init(PyObject *module, fl_state *st)
             || PyModule_AddObjectRef(module, "ReadPipeTransport", r) < 0) {
         return -1;
     }
-    buffered_protocol_type = fl_transport_import_attr("asyncio.protocols",
-                                                      "BufferedProtocol");
-    transport_socket_type = fl_transport_import_attr("asyncio.trsock",
-                                                     "TransportSocket");
-    set_result_unless_cancelled = fl_transport_import_attr(
+    buffered_protocol_type = fl_import_attr("asyncio.protocols",
+                                            "BufferedProtocol");
+    transport_socket_type = fl_import_attr("asyncio.trsock",
+                                           "TransportSocket");
+    set_result_unless_cancelled = fl_import_attr(
         "asyncio.futures", "_set_result_unless_cancelled");
     if (buffered_protocol_type == NULL || transport_socket_type == NULL
             || set_result_unless_cancelled == NULL) {

@@ -5,8 +5,8 @@
 #ifndef FL_STREAM_H
 #define FL_STREAM_H
 
-#include "module.h"
-#include "loop.h"
+#include "state.h"
+#include "loopcore.h"
 
 /* Creates the StreamTransport type and adds it to the module; called once
    from module_exec. */

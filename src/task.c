@@ -1,5 +1,5 @@
 #include "task.h"
-#include "loop.h"
+#include "loopcore.h"
 #include "handle.h"
 #include "introspect.h"
 

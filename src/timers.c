@@ -1,4 +1,5 @@
 #include "timers.h"
+#include "handle.h"
 
 /* Below this many timers a cancelled one is only dropped once it reaches
    the head; above it, a heap that is mostly cancelled is rebuilt. */

@@ -5,21 +5,9 @@
 #define FL_TIMERS_H
 
 #include <stdint.h>
-#include "handle.h"
+#include "loopcore.h"
 
-typedef struct {
-    double when;
-    uint64_t seq;               /* FIFO order among equal deadlines */
-    PyObject *timer;            /* a strong reference to the TimerHandle */
-} fl_timer_entry;
 
-typedef struct {
-    fl_timer_entry *items;
-    Py_ssize_t count;
-    Py_ssize_t capacity;
-    Py_ssize_t cancelled;       /* cancelled handles still in the heap */
-    uint64_t next_seq;
-} fl_timer_heap;
 
 int fl_timers_push(fl_timer_heap *heap, PyObject *timer);
 /* Removes the earliest timer; the caller owns the reference. */

@@ -15,10 +15,14 @@
 PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost, *fl_str_sockname;
 static PyObject *str_pause_writing, *str_resume_writing;
 
-static const fl_transport_impl *const impls[FL_TRANSPORT_N_IMPLS] = {
-    [FL_TRANSPORT_STREAM] = &fl_stream_transport_impl,
-    [FL_TRANSPORT_DATAGRAM] = &fl_udp_transport_impl,
-};
+/* The kinds, as they registered themselves at module init. */
+static const fl_transport_impl *impls[FL_TRANSPORT_N_IMPLS];
+
+void
+fl_transport_register_kind(int kind, const fl_transport_impl *impl)
+{
+    impls[kind] = impl;
+}
 
 static PyObject *helpers_module;    /* fastloop._network, imported on first use */
 
@@ -26,42 +30,6 @@ PyTypeObject *fl_c_socket_type;
 int fl_socket_layout;
 
 static void guard_cb(struct ev_loop *ev, ev_prepare *w, int revents);
-
-int
-fl_transport_error_is_fatal(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit)
-        || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-PyObject *
-fl_transport_take_nonfatal(void)
-{
-    if (fl_transport_error_is_fatal()) {
-        return NULL;
-    }
-    return fl_err_get_raised();
-}
-
-static int
-reraise_entry(FlLoop *loop, fl_ready_item *item)
-{
-    fl_err_set_raised(Py_NewRef(item->arg));
-    return -1;
-}
-
-void
-fl_transport_stash_fatal(FlLoop *loop)
-{
-    PyObject *exc = fl_err_get_raised();
-    if (exc == NULL) {
-        return;
-    }
-    if (fl_ready_push(&loop->ready, reraise_entry, exc) < 0) {
-        PyErr_WriteUnraisable(exc);
-    }
-    Py_DECREF(exc);
-}
 
 void
 fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
@@ -157,26 +125,6 @@ fl_transport_fd_ok_slow(fl_transport *t)
         && st.st_ino == t->fd_ino;
 }
 
-int
-fl_watch_errno(int fd)
-{
-    if (fcntl(fd, F_GETFD) < 0) {
-        return errno;
-    }
-#ifdef __linux__
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        return errno;
-    }
-    struct epoll_event ev = {.events = EPOLLIN};
-    int err = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? errno : EIO;
-    close(ep);
-    return err == EPERM ? EIO : err;
-#else
-    return EIO;
-#endif
-}
-
 static void
 guard_stop(fl_transport *t)
 {
@@ -209,7 +157,7 @@ fd_lost_entry(FlLoop *loop, fl_ready_item *item)
     }
     int rc = fl_transport_call_in_context(self, t->context, fd_lost_fatal, exc);
     Py_DECREF(exc);
-    if (rc < 0 && !fl_transport_error_is_fatal()) {
+    if (rc < 0 && !fl_err_is_fatal()) {
         PyErr_WriteUnraisable(self);
         rc = 0;
     }
@@ -286,7 +234,7 @@ fl_transport_report(PyObject *self, PyObject *message, PyObject *exc)
 int
 fl_transport_callback_failed(PyObject *self, const char *message)
 {
-    PyObject *exc = fl_transport_take_nonfatal();
+    PyObject *exc = fl_err_take_nonfatal();
     if (exc == NULL) {
         return -1;
     }
@@ -295,28 +243,6 @@ fl_transport_callback_failed(PyObject *self, const char *message)
     Py_XDECREF(msg);
     Py_DECREF(exc);
     return rc;
-}
-
-int
-fl_transport_log(const char *level, PyObject *args, PyObject *exc_info)
-{
-    PyObject *mod = PyImport_ImportModule("asyncio.log");
-    PyObject *logger = mod ? PyObject_GetAttrString(mod, "logger") : NULL;
-    Py_XDECREF(mod);
-    if (logger == NULL) {
-        return -1;
-    }
-    PyObject *meth = PyObject_GetAttrString(logger, level);
-    PyObject *kw = exc_info ? Py_BuildValue("{s:O}", "exc_info", exc_info) : NULL;
-    PyObject *r = meth && (kw || !exc_info) ? PyObject_Call(meth, args, kw) : NULL;
-    Py_XDECREF(meth);
-    Py_XDECREF(kw);
-    Py_DECREF(logger);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
 }
 
 int
@@ -331,7 +257,7 @@ fl_transport_fatal_error(PyObject *self, PyObject *exc, const char *message)
     if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
         if (t->loop->debug) {
             PyObject *args = Py_BuildValue("(sOO)", "%r: %s", self, msg);
-            r = args ? fl_transport_log("debug", args, exc) : -1;
+            r = args ? fl_log("debug", args, exc) : -1;
             Py_XDECREF(args);
         }
     }
@@ -351,7 +277,7 @@ fl_transport_write_dropped(PyObject *self, const char *warning)
     fl_transport *t = fl_transport_of(self);
     if (t->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
         PyObject *args = Py_BuildValue("(s)", warning);
-        int r = args ? fl_transport_log("warning", args, NULL) : -1;
+        int r = args ? fl_log("warning", args, NULL) : -1;
         Py_XDECREF(args);
         if (r < 0) {
             return -1;
@@ -747,18 +673,6 @@ fl_transport_call_helper(const char *name, PyObject *args)
 }
 
 int
-fl_transport_intern(const fl_transport_name *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (*names[i].slot == NULL
-                && (*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-int
 fl_transport_sock_fd(PyObject *sock)
 {
     PyObject *fdobj = fl_call_method0(sock, fl_str_fileno);
@@ -767,25 +681,13 @@ fl_transport_sock_fd(PyObject *sock)
     }
     long fd = PyLong_AsLong(fdobj);
     Py_DECREF(fdobj);
-    return fl_io_fd_from_long(fd);
-}
-
-PyObject *
-fl_transport_import_attr(const char *module, const char *name)
-{
-    PyObject *m = PyImport_ImportModule(module);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyObject_GetAttrString(m, name);
-    Py_DECREF(m);
-    return v;
+    return fl_fd_from_long(fd);
 }
 
 int
 fl_transport_module_init(void)
 {
-    static const fl_transport_name names[] = {
+    static const fl_name names[] = {
         {&fl_str_close, "close"},
         {&fl_str_fileno, "fileno"},
         {&fl_str_sockname, "sockname"},
@@ -794,7 +696,7 @@ fl_transport_module_init(void)
         {&str_resume_writing, "resume_writing"},
     };
     if (fl_c_socket_type == NULL) {
-        PyObject *t = fl_transport_import_attr("_socket", "socket");
+        PyObject *t = fl_import_attr("_socket", "socket");
         if (t == NULL) {
             return -1;
         }
@@ -805,5 +707,5 @@ fl_transport_module_init(void)
         }
         fl_c_socket_type = (PyTypeObject *)t;
     }
-    return fl_transport_intern(names, sizeof(names) / sizeof(names[0]));
+    return fl_intern(names, sizeof(names) / sizeof(names[0]));
 }

@@ -10,15 +10,16 @@
    write buffer, what connection_lost() releases) comes from the kind's
    fl_transport_impl.
 
-   Also here: how a failed call is reported or leaves the loop, the
-   cold-path reports written in Python (fastloop._network), and the method
-   names they all call. */
+   Also here: the cold-path reports written in Python (fastloop._network),
+   and the method names they all call. */
 #ifndef FL_TRANSPORT_H
 #define FL_TRANSPORT_H
 
 #include <stddef.h>
 #include <sys/types.h>
-#include "loop.h"
+#include "loopcore.h"
+#include "errors.h"
+#include "fd.h"
 
 typedef struct {
     PyObject *extra;            /* get_extra_info()'s dict. First: a datagram
@@ -65,9 +66,9 @@ typedef struct {
     int (*fatal_error)(PyObject *self, PyObject *exc, const char *message);
 } fl_transport_impl;
 
-/* Each kind's, defined in its own file (stream.c, udp.c). */
-extern const fl_transport_impl fl_stream_transport_impl;
-extern const fl_transport_impl fl_udp_transport_impl;
+/* Each kind registers its own (stream.c, udp.c) at module init, so the
+   base never names the kinds above it. */
+void fl_transport_register_kind(int kind, const fl_transport_impl *impl);
 
 #define FL_TRANSPORT_DEFAULT_HIGH_WATER (64 * 1024)
 
@@ -150,11 +151,6 @@ fl_transport_fd_ok(fl_transport *t)
     return fl_transport_fd_ok_slow(t);
 }
 
-/* What epoll_ctl() says about watching fd: the errno behind libev's
-   EV_ERROR, which carries none (EBADF when fd is closed; ENOSPC at
-   fs.epoll.max_user_watches; EIO when it now works). */
-int fl_watch_errno(int fd);
-
 /* ---- watchers ---- */
 
 /* Starts w; a closed or reused fd is never handed to libev (it would abort
@@ -227,9 +223,6 @@ int fl_transport_callback_failed(PyObject *self, const char *message);
    mode, other errors reported; then the transport aborts. -1 only for
    errors that must stop the loop; `exc` borrowed. */
 int fl_transport_fatal_error(PyObject *self, PyObject *exc, const char *message);
-
-/* asyncio's logger.<level>(*args, exc_info=exc_info or not given). */
-int fl_transport_log(const char *level, PyObject *args, PyObject *exc_info);
 
 /* A write after the connection was lost: counted and dropped, with
    `warning` logged once the count reaches asyncio's threshold. */
@@ -336,57 +329,18 @@ PyObject *fl_transport_get_int_field(PyObject *self, void *closure);
 
 /* ---- helpers for the transports and the listener ---- */
 
-/* SystemExit or KeyboardInterrupt is set: it must stop the loop. */
-int fl_transport_error_is_fatal(void);
-
-/* The current exception as an object, for a report; NULL if the error
-   must stop the loop (it stays set). */
-PyObject *fl_transport_take_nonfatal(void);
-
-/* A libev callback cannot return an error: the one set leaves the loop
-   from the ready queue instead, as asyncio lets SystemExit and
-   KeyboardInterrupt out of the callback that raised them. */
-void fl_transport_stash_fatal(FlLoop *loop);
-
 /* Calls fastloop._network.<name>(*args) and steals args (NULL: an error
    is already set). 0, or -1 with an exception. */
 int fl_transport_call_helper(const char *name, PyObject *args);
 
-/* Interns each name into its slot (once: a slot already set is kept). */
-typedef struct {
-    PyObject **slot;
-    const char *name;
-} fl_transport_name;
-
-int fl_transport_intern(const fl_transport_name *names, size_t n);
-
 /* sock.fileno() as an int; -1 with ValueError("Invalid file descriptor")
    if out of range, or the error fileno() raised. */
 int fl_transport_sock_fd(PyObject *sock);
-
-/* module.name, imported. */
-PyObject *fl_transport_import_attr(const char *module, const char *name);
 
 /* Interned method names; set by fl_transport_module_init. */
 extern PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost,
     *fl_str_sockname;
 
 int fl_transport_module_init(void);
-
-static inline PyObject *
-fl_call_method0(PyObject *obj, PyObject *name)
-{
-    PyObject *args[1] = {obj};
-    return PyObject_VectorcallMethod(name, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
-}
-
-static inline PyObject *
-fl_call_method1(PyObject *obj, PyObject *name, PyObject *arg)
-{
-    PyObject *args[2] = {obj, arg};
-    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
-}
 
 #endif /* FL_TRANSPORT_H */

@@ -11,9 +11,7 @@
    through the loop, which the collector can break: a loop and transport
    that are dropped without being closed are collected, as asyncio's are. */
 #include "udp.h"
-#include "loop.h"
 #include "handle.h"
-#include "future.h"
 #include "fdowner.h"
 #include "transport.h"
 #include <structmember.h>
@@ -221,7 +219,7 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
     return call_connection_lost((FlUdpTransport *)item->arg, item->callback, 0);
 }
 
-const fl_transport_impl fl_udp_transport_impl = {
+static const fl_transport_impl udp_impl = {
     .clear_write_buffer = clear_write_buffer,
     .lost_entry = lost_entry,
     .fatal_error = fl_transport_fatal_error,
@@ -232,7 +230,7 @@ const fl_transport_impl fl_udp_transport_impl = {
 static int
 io_error(FlUdpTransport *self, const char *fatal_message)
 {
-    if (fl_transport_error_is_fatal()) {
+    if (fl_err_is_fatal()) {
         return -1;
     }
     PyObject *exc = fl_err_get_raised();
@@ -595,7 +593,7 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
     if (revents & EV_ERROR) {
         /* libev could not watch the fd (closed, or epoll_ctl refused it)
            and stopped us: fail instead of stalling. */
-        fl_transport_fd_lost(&self->tr, fl_watch_errno(self->tr.fd));
+        fl_transport_fd_lost(&self->tr, fl_fd_watch_errno(self->tr.fd));
         return;
     }
     if (PyErr_Occurred() || self->write_queued) {
@@ -719,7 +717,7 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
     FlUdpTransport *self = w->data;
     self->tr.loop->io_events++;
     if (revents & EV_ERROR) {
-        fl_transport_fd_lost(&self->tr, fl_watch_errno(self->tr.fd));
+        fl_transport_fd_lost(&self->tr, fl_fd_watch_errno(self->tr.fd));
         return;
     }
     if (PyErr_Occurred() || self->read_queued) {
@@ -775,8 +773,7 @@ get_fd(PyObject *sock)
     if (fd < 0) {
         return -1;
     }
-    if (fcntl(fd, F_GETFD) == -1) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (fl_fd_check_open(fd) < 0) {
         return -1;
     }
     return fd;
@@ -865,20 +862,15 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     /* As asyncio: connection_made(), reading, the waiter, in that order. */
-    PyObject *h = fl_handle_new(self->tr.loop, 0, made, &targ, 1, self->tr.context);
+    /* fl_handle_schedule checks the loop again: Python code ran since the
+       first check (fileno(), family, ...). */
+    PyObject *made_args[2] = {made, targ};
+    PyObject *h = fl_handle_schedule(self->tr.loop, FL_HANDLE_PLAIN, made_args, 2,
+                                     self->tr.context);
     if (h == NULL) {
         goto error;
     }
-    /* Python code ran since the first check (fileno(), family, ...). */
-    if (check_loop_open(self) < 0) {
-        Py_DECREF(h);
-        goto error;
-    }
-    int r = fl_ready_push(&self->tr.loop->ready, fl_handle_run_entry, h);
     Py_DECREF(h);
-    if (r < 0) {
-        goto error;
-    }
     if (fl_ready_push(&self->tr.loop->ready, start_entry, targ) < 0) {
         /* connection_made() is queued: the transport lives on, unread. */
         PyErr_WriteUnraisable(targ);
@@ -991,7 +983,7 @@ udp_sendto(FlUdpTransport *self, PyObject *const *args, Py_ssize_t nargs,
     }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        if (fl_transport_error_is_fatal()) {
+        if (fl_err_is_fatal()) {
             return NULL;
         }
         PyObject *exc = fl_err_get_raised();
@@ -1254,13 +1246,14 @@ done:
 int
 fl_udp_module_init(PyObject *module)
 {
-    static const fl_transport_name names[] = {
+    fl_transport_register_kind(FL_TRANSPORT_DATAGRAM, &udp_impl);
+    static const fl_name names[] = {
         {&str_datagram_received, "datagram_received"},
         {&str_error_received, "error_received"},
         {&str_peername, "peername"},
         {&str_fl_transports, "_fl_transports"},
     };
-    if (fl_transport_intern(names, sizeof(names) / sizeof(names[0])) < 0) {
+    if (fl_intern(names, sizeof(names) / sizeof(names[0])) < 0) {
         return -1;
     }
     PyObject *base = make_base();

@@ -1,6 +1,10 @@
-/* Module state shared by every file: types, interned names, Python helpers. */
-#ifndef FL_MODULE_H
-#define FL_MODULE_H
+/* Module state shared by every file: types, interned names, Python helpers.
+   The ground floor (CPython's _asynciomodule.c keeps its state struct and
+   accessors the same way): state.c owns the module definition's state half
+   (size, traverse, clear) and the accessors; module.c, the roof, adds the
+   methods and the exec slot. */
+#ifndef FL_STATE_H
+#define FL_STATE_H
 
 #include "compat.h"
 
@@ -55,7 +59,24 @@ typedef struct {
     struct FlLoop *open_loops;
 } fl_state;
 
+/* The module definition: its state half is filled in here; module.c sets
+   m_methods and m_slots before PyModuleDef_Init(). */
+extern struct PyModuleDef fl_module_def;
+
+/* The state of the module that made `type` (or a base of it). */
 fl_state *fl_state_from_type(PyTypeObject *type);
+
+static inline fl_state *
+fl_state_of_module(PyObject *module)
+{
+    return PyModule_GetState(module);
+}
+
+/* Adds methods to a type made from a spec (whose spec takes one table). */
 int fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods);
 
-#endif /* FL_MODULE_H */
+/* _set_helpers(**helpers): the Python side hands over, once, the Python
+   functions and asyncio objects the C code calls on cold paths. */
+PyObject *fl_state_set_helpers(PyObject *module, PyObject *args, PyObject *kwds);
+
+#endif /* FL_STATE_H */
