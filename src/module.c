@@ -1,18 +1,18 @@
 /* fastloop._core, the roof: PyInit, module_exec and the method tables.
    It alone sees every floor, and calls only down. */
 #include <stddef.h>
-#include "state.h"
-#include "loop.h"
-#include "handle.h"
-#include "future.h"
-#include "task.h"
-#include "sock.h"
-#include "transport.h"
-#include "stream.h"
-#include "server.h"
-#include "udp.h"
-#include "process.h"
-#include "introspect.h"
+#include "core/state.h"
+#include "loop/loop.h"
+#include "callbacks/handle.h"
+#include "futures/future.h"
+#include "futures/task.h"
+#include "transports/sock.h"
+#include "transports/transport.h"
+#include "transports/stream.h"
+#include "transports/server.h"
+#include "transports/udp.h"
+#include "transports/process.h"
+#include "futures/introspect.h"
 
 /* Registered with os.register_at_fork(after_in_child=...). */
 static PyObject *
