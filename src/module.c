@@ -154,8 +154,8 @@ module_exec(PyObject *module)
             || add_future_types(module, st) < 0
             || fl_sock_module_init(module) < 0
             || fl_transport_module_init() < 0
-            || fl_stream_module_init(module, st) < 0
-            || fl_server_module_init(module, st) < 0
+            || fl_stream_module_init(module) < 0
+            || fl_server_module_init(module) < 0
             || fl_udp_module_init(module) < 0
             || fl_process_module_init(module) < 0) {
         return -1;

@@ -56,15 +56,8 @@ tsh_unlock(PyObject *self)
 /* The methods shared by Handle and TimerHandle are bound to asyncio.Handle
    (TimerHandle is not a subclass of our Handle): each checks that it got
    one of ours before it touches our fields. */
-#define REQUIRE_OURS(self, ret)                                              \
-    do {                                                                     \
-        if (!fl_handle_check(self)) {                                        \
-            PyErr_Format(PyExc_TypeError,                                    \
-                         "a fastloop Handle is required, not %s",           \
-                         Py_TYPE(self)->tp_name);                            \
-            return ret;                                                      \
-        }                                                                    \
-    } while (0)
+#define REQUIRE_OURS(self, ret) \
+    FL_REQUIRE_OURS(self, fl_handle_check, "Handle", ret)
 
 PyObject *
 fl_handle_new(FlLoop *loop, int kind, PyObject *callback,
@@ -270,12 +263,7 @@ handle_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &callback, &cb_args, &loop, &context)) {
         return NULL;
     }
-    fl_state *st = fl_state_from_type(type);
-    if (st == NULL) {
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(loop, st->loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+    if (fl_loop_from_arg(type, loop) == NULL) {
         return NULL;
     }
     PyObject *tuple = PySequence_Tuple(cb_args);

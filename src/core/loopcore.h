@@ -91,6 +91,23 @@ typedef struct FlLoop {
     struct FlLoop *prev_open;
 } FlLoop;
 
+/* The one constructor prologue of the types made on a loop (Handle,
+   transports, Listener, ChildWatcher): `loop`, the argument, must be a
+   loop of `type`'s module. The loop, or NULL with TypeError. */
+static inline FlLoop *
+fl_loop_from_arg(PyTypeObject *type, PyObject *loop)
+{
+    fl_state *st = fl_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(loop, st->loop_type)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+        return NULL;
+    }
+    return (FlLoop *)loop;
+}
+
 /* RuntimeError('Event loop is closed') when closed; 0 otherwise. */
 static inline int
 fl_loop_check_closed(FlLoop *loop)

@@ -72,6 +72,19 @@ fl_state_of_module(PyObject *module)
     return PyModule_GetState(module);
 }
 
+/* The methods Future/Task and Handle/TimerHandle share are bound to
+   asyncio's base type (neither of a pair subclasses the other: both extend
+   asyncio's types), so each checks that it got one of ours, `is_ours(self)`,
+   before it touches our fields; TypeError names `what` otherwise. */
+#define FL_REQUIRE_OURS(self, is_ours, what, ret)                            \
+    do {                                                                     \
+        if (!is_ours(self)) {                                                \
+            PyErr_Format(PyExc_TypeError, "a fastloop %s is required, not %s", \
+                         what, Py_TYPE(self)->tp_name);                      \
+            return ret;                                                      \
+        }                                                                    \
+    } while (0)
+
 /* Adds methods to a type made from a spec (whose spec takes one table). */
 int fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods);
 

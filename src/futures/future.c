@@ -12,15 +12,8 @@ PyTypeObject *fl_task_type_g;
    fastloop.Future.set_result(task, x) works on a fastloop Task (Task is not
    a subclass of our Future: both extend asyncio's types). Each method checks
    that it really got one of ours before touching our fields. */
-#define REQUIRE_OURS(self, ret)                                              \
-    do {                                                                     \
-        if (!fl_future_is_ours(self)) {                                      \
-            PyErr_Format(PyExc_TypeError,                                    \
-                         "a fastloop Future or Task is required, not %s",   \
-                         Py_TYPE(self)->tp_name);                            \
-            return ret;                                                      \
-        }                                                                    \
-    } while (0)
+#define REQUIRE_OURS(self, ret) \
+    FL_REQUIRE_OURS(self, fl_future_is_ours, "Future or Task", ret)
 
 int
 fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,

@@ -255,12 +255,7 @@ watcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &fallback)) {
         return NULL;
     }
-    fl_state *st = fl_state_from_type(type);
-    if (st == NULL) {
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(loop, st->loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+    if (fl_loop_from_arg(type, loop) == NULL) {
         return NULL;
     }
     if (!PyCallable_Check(callback)

@@ -14,7 +14,6 @@
 #include "transports/stream.h"
 #include "transports/transport.h"
 
-static PyTypeObject *loop_type;
 static PyObject *socket_type;
 
 typedef struct {
@@ -364,8 +363,7 @@ listener_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &server, &backlog, &hs, &sh)) {
         return NULL;
     }
-    if (!PyObject_TypeCheck(loop, loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+    if (fl_loop_from_arg(type, loop) == NULL) {
         return NULL;
     }
     if (fl_loop_check_closed((FlLoop *)loop) < 0) {
@@ -547,9 +545,8 @@ static PyType_Spec listener_spec = {
 };
 
 int
-fl_server_module_init(PyObject *module, fl_state *st)
+fl_server_module_init(PyObject *module)
 {
-    loop_type = st->loop_type;
     socket_type = fl_import_attr("socket", "socket");
     if (socket_type == NULL) {
         return -1;

@@ -6,6 +6,6 @@
 #include "core/state.h"
 
 /* Creates fastloop._core.Listener and adds it to the module. */
-int fl_server_module_init(PyObject *module, fl_state *st);
+int fl_server_module_init(PyObject *module);
 
 #endif /* FL_SERVER_H */

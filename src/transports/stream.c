@@ -77,7 +77,6 @@ static Py_ssize_t stream_offset;
 
 static PyTypeObject *stream_type;
 static PyTypeObject *read_pipe_type;   /* see read_pipe_spec */
-static PyTypeObject *loop_type;
 static PyObject *buffered_protocol_type;
 static PyObject *transport_socket_type;
 static PyObject *set_result_unless_cancelled;
@@ -1079,8 +1078,7 @@ stream_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                         "and a ReadPipeTransport is a read pipe (pipe=1)");
         return NULL;
     }
-    if (!PyObject_TypeCheck(loop, loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+    if (fl_loop_from_arg(type, loop) == NULL) {
         return NULL;
     }
     return stream_create((FlLoop *)loop, sock, protocol, waiter, extra,
@@ -1778,10 +1776,9 @@ intern_all(void)
 }
 
 int
-fl_stream_module_init(PyObject *module, fl_state *st)
+fl_stream_module_init(PyObject *module)
 {
     fl_transport_register_kind(FL_TRANSPORT_STREAM, &stream_impl);
-    loop_type = st->loop_type;
     if (intern_all() < 0) {
         return -1;
     }

@@ -10,7 +10,7 @@
 
 /* Creates the StreamTransport type and adds it to the module; called once
    from module_exec. */
-int fl_stream_module_init(PyObject *module, fl_state *st);
+int fl_stream_module_init(PyObject *module);
 
 /* A transport for an accepted, non-blocking socket, made as the
    StreamTransport constructor makes one: the protocol's connection_made()

@@ -791,12 +791,7 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &address, &waiter, &extra)) {
         return NULL;
     }
-    fl_state *st = fl_state_from_type(type);
-    if (st == NULL) {
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(loop, st->loop_type)) {
-        PyErr_SetString(PyExc_TypeError, "loop must be a fastloop loop");
+    if (fl_loop_from_arg(type, loop) == NULL) {
         return NULL;
     }
     if (extra != Py_None && !PyDict_Check(extra)) {
