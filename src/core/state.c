@@ -100,6 +100,14 @@ fl_state_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+void
+fl_members_at(PyMemberDef *members, Py_ssize_t at)
+{
+    for (PyMemberDef *m = members; m->name != NULL; m++) {
+        m->offset += at;
+    }
+}
+
 int
 fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods)
 {

@@ -7,6 +7,8 @@
 #define FL_STATE_H
 
 #include "compat.h"
+#include <stddef.h>
+#include <structmember.h>
 
 struct FlLoop;
 
@@ -84,6 +86,17 @@ fl_state_of_module(PyObject *module)
             return ret;                                                      \
         }                                                                    \
     } while (0)
+
+/* The one way to define a plain attribute (a field read as it is): a
+   member table, READONLY. Offsets are from the start of `ctype`; where our
+   fields follow a base's storage whose size is known only at run time,
+   fl_members_at() moves the table there once, before the type is made.
+   Getters and setters by hand remain for what is computed or settable. */
+#define FL_MEMBER(name, type, ctype, field) \
+    {name, type, offsetof(ctype, field), READONLY, NULL}
+
+/* Adds `at` to every offset of a NULL-terminated member table. */
+void fl_members_at(PyMemberDef *members, Py_ssize_t at);
 
 /* Adds methods to a type made from a spec (whose spec takes one table). */
 int fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods);

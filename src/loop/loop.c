@@ -2,7 +2,6 @@
 #include "callbacks/handle.h"
 #include "futures/future.h"
 #include "futures/task.h"
-#include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

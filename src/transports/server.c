@@ -453,13 +453,6 @@ listener_stop(FlListener *l, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *
-listener_get_attr(FlListener *l, void *closure)
-{
-    PyObject *v = *(PyObject **)((char *)l + (size_t)closure);
-    return Py_NewRef(v ? v : Py_None);
-}
-
 static int
 listener_traverse(FlListener *l, visitproc visit, void *arg)
 {
@@ -514,17 +507,14 @@ static PyMethodDef listener_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-#define LGET(name, field) \
-    {name, (getter)listener_get_attr, NULL, NULL, (void *)offsetof(FlListener, field)}
-
-static PyGetSetDef listener_getset[] = {
-    LGET("sock", sock),
-    LGET("protocol_factory", factory),
-    LGET("sslcontext", sslcontext),
-    LGET("server", server),
-    LGET("ssl_handshake_timeout", hs_timeout),
-    LGET("ssl_shutdown_timeout", sh_timeout),
-    {NULL, NULL, NULL, NULL, NULL},
+static PyMemberDef listener_members[] = {
+    FL_MEMBER("sock", T_OBJECT, FlListener, sock),
+    FL_MEMBER("protocol_factory", T_OBJECT, FlListener, factory),
+    FL_MEMBER("sslcontext", T_OBJECT, FlListener, sslcontext),
+    FL_MEMBER("server", T_OBJECT, FlListener, server),
+    FL_MEMBER("ssl_handshake_timeout", T_OBJECT, FlListener, hs_timeout),
+    FL_MEMBER("ssl_shutdown_timeout", T_OBJECT, FlListener, sh_timeout),
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyType_Slot listener_slots[] = {
@@ -533,7 +523,7 @@ static PyType_Slot listener_slots[] = {
     {Py_tp_traverse, listener_traverse},
     {Py_tp_clear, listener_clear},
     {Py_tp_methods, listener_methods},
-    {Py_tp_getset, listener_getset},
+    {Py_tp_members, listener_members},
     {0, NULL},
 };
 

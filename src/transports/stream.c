@@ -35,7 +35,6 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <structmember.h>
 #include "callbacks/handle.h"
 #include "loop/fdowner.h"
 #include "transports/transport.h"
@@ -1569,6 +1568,19 @@ set_pipe(PyObject *self, PyObject *v, void *c)
     return 0;
 }
 
+static PyObject *
+get_pipe(PyObject *self, void *c)
+{
+    PyObject *sock = ST(self)->tr.sock;
+    return Py_NewRef(sock ? sock : Py_None);
+}
+
+static PyObject *
+get_protocol_paused(PyObject *self, void *c)
+{
+    return PyBool_FromLong(ST(self)->tr.protocol_paused);
+}
+
 static int
 set_protocol_paused(PyObject *self, PyObject *v, void *c)
 {
@@ -1693,33 +1705,26 @@ static PyMethodDef read_pipe_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Offsets from the start of FlStream, which is the fl_transport. */
-#define FIELD(name, getter, field) \
-    FL_TRANSPORT_FIELD(name, getter, offsetof(FlStream, field))
-
 static PyGetSetDef stream_getset[] = {
-    FL_TRANSPORT_GETSET,
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_loop", get_loop, NULL, NULL, NULL},
-    {"_pipe", fl_transport_get_object_field, set_pipe, NULL,
-     (void *)offsetof(FlStream, tr.sock)},
-    FIELD("_fileno", int, tr.fd),
-    FIELD("_protocol", object, tr.protocol),
-    FIELD("_server", object, server),
-    FIELD("_extra", object, tr.extra),
-    {"_protocol_paused", fl_transport_get_bool_field, set_protocol_paused, NULL,
-     (void *)offsetof(FlStream, tr.protocol_paused)},
-    FIELD("_high_water", ssize, tr.high_water),
-    FIELD("_low_water", ssize, tr.low_water),
-    FIELD("_empty_waiter", object, empty_waiter),
-    FIELD("_eof", bool, eof),
-    FIELD("_paused", bool, tr.paused),
+    {"_pipe", get_pipe, set_pipe, NULL, NULL},
+    {"_protocol_paused", get_protocol_paused, set_protocol_paused, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* Offsets from the start of FlStream; moved to stream_offset at init. */
 static PyMemberDef stream_members[] = {
-    {"__dictoffset__", T_PYSSIZET, 0, READONLY, NULL},
-    {"__weaklistoffset__", T_PYSSIZET, 0, READONLY, NULL},
+    FL_TRANSPORT_MEMBERS(FlStream),
+    FL_MEMBER("_fileno", T_INT, FlStream, tr.fd),
+    FL_MEMBER("_protocol", T_OBJECT, FlStream, tr.protocol),
+    FL_MEMBER("_server", T_OBJECT, FlStream, server),
+    FL_MEMBER("_extra", T_OBJECT, FlStream, tr.extra),
+    FL_MEMBER("_high_water", T_PYSSIZET, FlStream, tr.high_water),
+    FL_MEMBER("_low_water", T_PYSSIZET, FlStream, tr.low_water),
+    FL_MEMBER("_empty_waiter", T_OBJECT, FlStream, empty_waiter),
+    FL_MEMBER("_eof", T_BOOL, FlStream, eof),
+    FL_MEMBER("_paused", T_BOOL, FlStream, tr.paused),
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1808,8 +1813,7 @@ fl_stream_module_init(PyObject *module)
     stream_offset = (bt->tp_basicsize + align - 1) / align * align;
     stream_spec.basicsize = (int)(stream_offset + sizeof(FlStream));
     read_pipe_spec.basicsize = stream_spec.basicsize;
-    stream_members[0].offset = stream_offset + offsetof(FlStream, tr.dict);
-    stream_members[1].offset = stream_offset + offsetof(FlStream, tr.weakreflist);
+    fl_members_at(stream_members, stream_offset);
     memcpy(read_pipe_slots, stream_slots, sizeof(stream_slots));
     for (PyType_Slot *slot = read_pipe_slots; slot->slot != 0; slot++) {
         if (slot->slot == Py_tp_methods) {

@@ -611,36 +611,6 @@ done:
     return ret;
 }
 
-/* ---- attributes ---- */
-
-#define FIELD(self, closure, type) \
-    (*(type *)((char *)fl_transport_of(self) + (size_t)(closure)))
-
-PyObject *
-fl_transport_get_object_field(PyObject *self, void *closure)
-{
-    PyObject *v = FIELD(self, closure, PyObject *);
-    return Py_NewRef(v ? v : Py_None);
-}
-
-PyObject *
-fl_transport_get_bool_field(PyObject *self, void *closure)
-{
-    return PyBool_FromLong(FIELD(self, closure, char));
-}
-
-PyObject *
-fl_transport_get_ssize_field(PyObject *self, void *closure)
-{
-    return PyLong_FromSsize_t(FIELD(self, closure, Py_ssize_t));
-}
-
-PyObject *
-fl_transport_get_int_field(PyObject *self, void *closure)
-{
-    return PyLong_FromLong(FIELD(self, closure, int));
-}
-
 /* ---- helpers ---- */
 
 static PyObject *

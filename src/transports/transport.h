@@ -309,23 +309,16 @@ PyObject *fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
      (PyCFunction)(void (*)(void))fl_transport_set_write_buffer_limits, \
      METH_VARARGS | METH_KEYWORDS, NULL}
 
-/* Attribute getters for a field at `closure` bytes from the header's start
-   (a field of the header, or of a struct that begins with it): an object
-   (None for NULL), a char as a bool, a Py_ssize_t, an int. */
-PyObject *fl_transport_get_object_field(PyObject *self, void *closure);
-PyObject *fl_transport_get_bool_field(PyObject *self, void *closure);
-PyObject *fl_transport_get_ssize_field(PyObject *self, void *closure);
-PyObject *fl_transport_get_int_field(PyObject *self, void *closure);
-
-#define FL_TRANSPORT_FIELD(name, getter, offset) \
-    {name, fl_transport_get_##getter##_field, NULL, NULL, (void *)(offset)}
-
-/* The private attributes asyncio's code and tests read on both kinds. */
-#define FL_TRANSPORT_GETSET \
-    FL_TRANSPORT_FIELD("_sock", object, offsetof(fl_transport, sock)), \
-    FL_TRANSPORT_FIELD("_sock_fd", int, offsetof(fl_transport, fd)), \
-    FL_TRANSPORT_FIELD("_closing", bool, offsetof(fl_transport, closing)), \
-    FL_TRANSPORT_FIELD("_conn_lost", ssize, offsetof(fl_transport, conn_lost))
+/* The private attributes asyncio's code and tests read on both kinds, and
+   the header's __dict__ and weakref slots, as members of `type` (whose
+   field `tr` is the header). */
+#define FL_TRANSPORT_MEMBERS(type) \
+    FL_MEMBER("_sock", T_OBJECT, type, tr.sock), \
+    FL_MEMBER("_sock_fd", T_INT, type, tr.fd), \
+    FL_MEMBER("_closing", T_BOOL, type, tr.closing), \
+    FL_MEMBER("_conn_lost", T_PYSSIZET, type, tr.conn_lost), \
+    FL_MEMBER("__dictoffset__", T_PYSSIZET, type, tr.dict), \
+    FL_MEMBER("__weaklistoffset__", T_PYSSIZET, type, tr.weakreflist)
 
 /* ---- helpers for the transports and the listener ---- */
 

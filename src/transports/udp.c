@@ -14,7 +14,6 @@
 #include "callbacks/handle.h"
 #include "loop/fdowner.h"
 #include "transports/transport.h"
-#include <structmember.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -1154,17 +1153,13 @@ static PyMethodDef udp_methods[] = {
 };
 
 static PyGetSetDef udp_getset[] = {
-    FL_TRANSPORT_GETSET,
     {"_loop", (getter)udp_get_loop, NULL, NULL, NULL},
-    FL_TRANSPORT_FIELD("_address", object, offsetof(FlUdpTransport, address)
-                                           - offsetof(FlUdpTransport, tr)),
     {NULL},
 };
 
 static PyMemberDef udp_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(FlUdpTransport, tr.dict), READONLY},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(FlUdpTransport, tr.weakreflist),
-     READONLY},
+    FL_TRANSPORT_MEMBERS(FlUdpTransport),
+    FL_MEMBER("_address", T_OBJECT, FlUdpTransport, address),
     {NULL},
 };
 
