@@ -24,6 +24,7 @@ int fl_fd_from_fileobj(PyObject *fileobj);
 /* A file descriptor read as a long (PyLong_AsLong's -1 and error
    included): the int, or -1 with ValueError("Invalid file descriptor"). */
 int fl_fd_from_long(long fd);
+
 /* What epoll_ctl() says about watching fd: the errno behind libev's
    EV_ERROR, which carries none (EBADF when fd is closed; ENOSPC at
    fs.epoll.max_user_watches; EIO when it now works). */
