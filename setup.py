@@ -1,4 +1,4 @@
-"""Build fastloop._core: one C extension from src/*.c linked with the system libev."""
+"""Build fastloop._core: one C extension from src/**/*.c linked with the system libev."""
 import glob
 import os
 import sys
@@ -50,9 +50,11 @@ setup(
     ext_modules=[
         Extension(
             "fastloop._core",
-            sources=sorted(glob.glob("src/*.c")),
-            depends=sorted(glob.glob("src/*.h")),
-            include_dirs=[d for d in os.environ.get("LIBEV_INCLUDE", "").split(os.pathsep) if d],
+            sources=sorted(glob.glob("src/**/*.c", recursive=True)),
+            depends=sorted(glob.glob("src/**/*.h", recursive=True)),
+            # src/ itself: every include names its floor ("core/state.h").
+            include_dirs=["src"] + [d for d in os.environ.get("LIBEV_INCLUDE", "").split(os.pathsep)
+                                    if d],
             libraries=["ev"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
