@@ -39,7 +39,6 @@ _core._set_helpers(
     check_callback=_helpers.check_callback,
     future_repr=_helpers.future_repr,
     task_repr=_helpers.task_repr,
-    repr_info=_helpers.repr_info,
     task_get_stack=_helpers.task_get_stack,
     task_print_stack=_helpers.task_print_stack,
     task_step_error=_helpers.task_step_error,

@@ -85,14 +85,6 @@ def task_repr(task):
     return "<{} {}>".format(type(task).__name__, " ".join(repr_info(task)))
 
 
-def repr_info(fut):
-    """3.10's Future._repr_info() / Task._repr_info()."""
-    import asyncio
-    if isinstance(fut, asyncio.Task):
-        return base_tasks._task_repr_info(fut)
-    return base_futures._future_repr_info(fut)
-
-
 def task_get_stack(task, limit):
     return base_tasks._task_get_stack(task, limit)
 

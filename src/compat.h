@@ -9,13 +9,6 @@
 #error "fastloop needs CPython 3.11 or newer (3.10 reached its end of life)"
 #endif
 
-/* Py_NewRef / Py_XNewRef exist from 3.10 on. */
-
-/* Py_NO_INLINE arrived in 3.11. */
-#ifndef Py_NO_INLINE
-#define Py_NO_INLINE __attribute__((noinline))
-#endif
-
 #if PY_VERSION_HEX < 0x030D0000
 /* 3.13 added PyObject_GetOptionalAttr; before it, emulate with the 3.10 API. */
 static inline int
@@ -71,11 +64,7 @@ fl_err_set_raised(PyObject *exc)
 static inline int
 fl_future_wraps_stopiteration(void)
 {
-#if PY_VERSION_HEX >= 0x030B0000
     return Py_Version >= 0x030C0200;
-#else
-    return 0;
-#endif
 }
 
 /* transport.write()'s TypeError names the accepted types this way. */

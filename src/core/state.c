@@ -2,26 +2,6 @@
 #include <stddef.h>
 #include "core/state.h"
 
-#if PY_VERSION_HEX < 0x030B0000
-/* PyType_GetModuleByDef() arrived in 3.11: walk the MRO for our module. */
-static PyObject *
-PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
-{
-    PyObject *mro = type->tp_mro;
-    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
-        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
-            continue;
-        }
-        PyObject *module = ((PyHeapTypeObject *)base)->ht_module;
-        if (module != NULL && PyModule_GetDef(module) == def) {
-            return module;
-        }
-    }
-    PyErr_Format(PyExc_TypeError, "%s is not a fastloop type", type->tp_name);
-    return NULL;
-}
-#endif
 
 fl_state *
 fl_state_from_type(PyTypeObject *type)
@@ -47,7 +27,6 @@ static const struct {
     SLOT("check_callback", helper_check_callback),
     SLOT("future_repr", helper_future_repr),
     SLOT("task_repr", helper_task_repr),
-    SLOT("repr_info", helper_repr_info),
     SLOT("task_get_stack", helper_task_get_stack),
     SLOT("task_print_stack", helper_task_print_stack),
     SLOT("task_step_error", helper_task_step_error),

@@ -31,7 +31,6 @@ typedef struct {
     PyObject *helper_check_callback;     /* (callback, method_name) -> None */
     PyObject *helper_future_repr;        /* (future) -> str */
     PyObject *helper_task_repr;          /* (task) -> str */
-    PyObject *helper_repr_info;          /* (future or task) -> list (3.10) */
     PyObject *helper_task_get_stack;     /* (task, limit) -> list */
     PyObject *helper_task_print_stack;   /* (task, limit, file) -> None */
     PyObject *helper_task_step_error;    /* (task, exc) -> None: a step failed */

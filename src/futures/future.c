@@ -432,25 +432,17 @@ fl_future_make_cancelled_error(fl_state *st, PyObject *self)
     FlFutureFields *f = FL_FUT(self);
     /* 3.11+ (asyncio's C Future) hands back the CancelledError that
        cancelled the task; 3.10 makes a new one chained to it. */
-#if PY_VERSION_HEX >= 0x030B0000
     if (f->cancelled_exc != NULL) {
         PyObject *exc = f->cancelled_exc;
         f->cancelled_exc = NULL;
         return exc;
     }
-#endif
     PyObject *exc = f->cancel_msg == NULL
         ? PyObject_CallNoArgs(st->cancelled_error)
         : PyObject_CallOneArg(st->cancelled_error, f->cancel_msg);
     if (exc == NULL) {
         return NULL;
     }
-#if PY_VERSION_HEX < 0x030B0000
-    if (f->cancelled_exc != NULL) {
-        PyException_SetContext(exc, f->cancelled_exc);
-        f->cancelled_exc = NULL;
-    }
-#endif
     return exc;
 }
 
@@ -995,15 +987,6 @@ future_py_make_cancelled_error(PyObject *self, PyObject *Py_UNUSED(ignored))
     return fl_future_make_cancelled_error(state_of(self), self);
 }
 
-#if PY_VERSION_HEX < 0x030B0000
-static PyObject *
-future_repr_info(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    REQUIRE_OURS(self, NULL);
-    fl_state *st = state_of(self);
-    return PyObject_CallOneArg(st->helper_repr_info, self);
-}
-#endif
 
 static PyObject *
 future_tp_repr(PyObject *self)
@@ -1039,9 +1022,6 @@ PyMethodDef fl_future_common_methods[] = {
     {"get_loop", future_get_loop, METH_NOARGS, NULL},
     {"_make_cancelled_error", future_py_make_cancelled_error, METH_NOARGS, NULL},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, NULL},
-#if PY_VERSION_HEX < 0x030B0000
-    {"_repr_info", future_repr_info, METH_NOARGS, NULL},
-#endif
     {NULL, NULL, 0, NULL},
 };
 

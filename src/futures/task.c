@@ -1139,12 +1139,9 @@ task_tp_init(PyObject *self, PyObject *args, PyObject *kwds)
 #if PY_VERSION_HEX >= 0x030C0000
     static char *kwlist[] = {"coro", "loop", "name", "context", "eager_start", NULL};
     const char *format = "O|$OOOp:Task";
-#elif PY_VERSION_HEX >= 0x030B0000
+#else
     static char *kwlist[] = {"coro", "loop", "name", "context", NULL};
     const char *format = "O|$OOO:Task";
-#else
-    static char *kwlist[] = {"coro", "loop", "name", NULL};
-    const char *format = "O|$OO:Task";
 #endif
     PyObject *coro, *loop = Py_None, *name = Py_None, *context = Py_None;
     int eager = 0;
@@ -1221,7 +1218,6 @@ task_py_cancel(PyObject *self, PyObject *args, PyObject *kwds)
     return PyBool_FromLong(r);
 }
 
-#if PY_VERSION_HEX >= 0x030B0000
 static PyObject *
 task_cancelling(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1242,7 +1238,6 @@ task_uncancel(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     return PyLong_FromLong(t->num_cancels_requested);
 }
-#endif
 
 /* ---- other methods ---- */
 
@@ -1412,10 +1407,8 @@ static PyMethodDef task_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"print_stack", (PyCFunction)(void (*)(void))task_print_stack,
      METH_VARARGS | METH_KEYWORDS, NULL},
-#if PY_VERSION_HEX >= 0x030B0000
     {"cancelling", task_cancelling, METH_NOARGS, NULL},
     {"uncancel", task_uncancel, METH_NOARGS, NULL},
-#endif
 #if PY_VERSION_HEX >= 0x030C0000
     {"get_context", task_get_context, METH_NOARGS, NULL},
 #endif

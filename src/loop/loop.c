@@ -527,11 +527,9 @@ loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
         if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
             name = args[nargs + i];
         }
-#if PY_VERSION_HEX >= 0x030B0000
         else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
             context = args[nargs + i];
         }
-#endif
         else {
             PyErr_Format(PyExc_TypeError,
                          "create_task() got an unexpected keyword argument '%S'", key);

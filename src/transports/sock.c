@@ -1325,7 +1325,6 @@ loop_sock_sendall(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
 }
 
 /* 3.11 added sock_recvfrom, sock_recvfrom_into and sock_sendto. */
-#if PY_VERSION_HEX >= 0x030B0000
 static PyObject *
 loop_sock_recvfrom(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
                    PyObject *kwnames)
@@ -1364,7 +1363,6 @@ loop_sock_sendto(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
     static const char *const names[] = {"sock", "data", "address"};
     return make_op(loop, K_SENDTO, names, 3, 3, args, nargsf, kwnames);
 }
-#endif
 
 static PyObject *
 loop_sock_accept(FlLoop *loop, PyObject *const *args, Py_ssize_t nargsf,
@@ -1433,14 +1431,12 @@ PyMethodDef fl_sock_loop_methods[] = {
      "Receive up to n bytes from sock (a coroutine)."},
     {"sock_recv_into", FASTCALL_KW(loop_sock_recv_into),
      "Receive data from sock into buf (a coroutine)."},
-#if PY_VERSION_HEX >= 0x030B0000
     {"sock_recvfrom", FASTCALL_KW(loop_sock_recvfrom),
      "Receive a datagram of up to bufsize bytes from sock (a coroutine)."},
     {"sock_recvfrom_into", FASTCALL_KW(loop_sock_recvfrom_into),
      "Receive a datagram from sock into buf (a coroutine)."},
     {"sock_sendto", FASTCALL_KW(loop_sock_sendto),
      "Send a datagram from sock to address (a coroutine)."},
-#endif
     {"sock_sendall", FASTCALL_KW(loop_sock_sendall),
      "Send all of data to sock (a coroutine)."},
     {"sock_accept", FASTCALL_KW(loop_sock_accept),
