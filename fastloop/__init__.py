@@ -60,7 +60,7 @@ _core._set_helpers(
                                            "future_discard_from_awaited_by", None),
 )
 # 3.14+: asyncio's all_tasks(), call graph and `asyncio ps` read fields of
-# the base Task struct; fastloop keeps them current (src/introspect.h).
+# the base Task struct; fastloop keeps them current (src/futures/introspect.h).
 _introspection.setup(_core)
 # A forked child gets fresh kernel state (epoll, eventfd) for its loops, so
 # closing or running an inherited loop never touches the parent's.

@@ -8,7 +8,7 @@ CPython publishes their offsets for external tools in an ELF section named
 extension file on 3.14, in the interpreter or libpython where ``_asyncio``
 is built in. fastloop reads them here, at import, and ``_core`` checks them
 against an asyncio Task set up for the purpose before it uses them (see
-src/introspect.h). Nothing is hard-coded: where the section cannot be
+src/futures/introspect.h). Nothing is hard-coded: where the section cannot be
 found or the check fails, fastloop warns once and runs without them:
 ``current_task()`` still works, but ``all_tasks()``, the call graph and
 ``asyncio ps`` do not see fastloop's tasks.
