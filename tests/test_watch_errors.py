@@ -333,3 +333,43 @@ def test_sock_op_fd_not_watchable(impl, shim):
         loop.close()
     """
     run_shimmed(code, impl, shim)
+
+
+@pytest.mark.parametrize("impl", ["asyncio", "fastloop"])
+def test_add_reader_fd_not_watchable(impl, shim):
+    """add_reader() on an fd epoll refuses: asyncio raises from add_reader();
+    fastloop registers with epoll only at its next poll, so it reports the
+    OSError(ENOSPC) to the exception handler then and drops the
+    registration. Never a silent stall; a later add_reader() works."""
+    code = """
+        errors = []
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(lambda l, c: errors.append(c))
+            a, b = socket.socketpair()
+            fail_fd(a.fileno())
+            excs = []
+            try:
+                loop.add_reader(a.fileno(), lambda: None)
+            except OSError as exc:
+                excs.append(exc)
+            await asyncio.sleep(0.05)
+            excs += [c.get("exception") for c in errors]
+            assert any(isinstance(e, OSError) and e.errno == errno.ENOSPC
+                       for e in excs), (excs, errors)
+            fail_fd(-1)
+            loop.remove_reader(a.fileno())
+            got = loop.create_future()
+            loop.add_reader(a.fileno(), lambda: got.done() or got.set_result(a.recv(10)))
+            b.send(b"now")
+            assert await asyncio.wait_for(got, 2) == b"now"
+            loop.remove_reader(a.fileno())
+            a.close()
+            b.close()
+            print("ok")
+
+        loop = new_loop()
+        loop.run_until_complete(main())
+        loop.close()
+    """
+    run_shimmed(code, impl, shim)

@@ -3,7 +3,9 @@
 #include "core/loopcore.h"
 #include "callbacks/handle.h"
 #include "loop/fdowner.h"
+#include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* What epoll would say about the fd, checked before libev sees it: libev
@@ -138,6 +140,38 @@ fl_io_drop_stale(FlLoop *loop, int fd, PyObject *fileobj)
    it may run Python code (its context's finalizers) that adds or removes
    watchers and frees this watch, so that comes last, once nothing of the
    watch or of the other handle is used any more (issue #10, S1). */
+/* The fd is open but epoll refuses it: the loop's exception handler gets
+   the OSError, and the registration goes, so that a later add_*() after
+   the cause is gone starts afresh. */
+static void
+report_unwatchable(FlLoop *loop, fl_fd_watch *w, int fd)
+{
+    int err = fl_fd_watch_errno(fd);
+    if (err == EBADF || err == EIO || err == 0) {
+        return;
+    }
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+    PyObject *msg = PyUnicode_FromFormat(
+        "cannot watch file descriptor %d for add_reader()/add_writer()", fd);
+    PyObject *context = exc && msg
+        ? Py_BuildValue("{sOsO}", "message", msg, "exception", exc) : NULL;
+    Py_XDECREF(exc);
+    Py_XDECREF(msg);
+    PyObject *handle = w->reader ? w->reader : w->writer;
+    if (context != NULL && handle != NULL
+            && PyDict_SetItemString(context, "handle", handle) < 0) {
+        Py_CLEAR(context);
+    }
+    drop_watch(loop, fd);
+    if (context == NULL) {
+        return;     /* the error stops the run loop */
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)loop, "call_exception_handler",
+                                      "O", context);
+    Py_DECREF(context);
+    Py_XDECREF(r);  /* an error it lets out stops the run loop */
+}
+
 static void
 io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
 {
@@ -149,8 +183,11 @@ io_cb(struct ev_loop *ev, ev_io *watcher, int revents)
         return;     /* an earlier callback failed; the run loop raises it */
     }
     if (revents & EV_ERROR) {
-        /* libev found the fd closed under it and stopped the watcher. Like
-           asyncio's epoll, forget about it silently; remove_* still work. */
+        /* libev could not watch the fd and stopped the watcher. Closed
+           under it: like asyncio's epoll, forget about it silently
+           (remove_* still work). Refused (ENOSPC at the watch limit):
+           asyncio's add_reader raises; here it is reported. */
+        report_unwatchable(loop, w, fd);
         return;
     }
     PyObject *dropped[2] = {NULL, NULL};
