@@ -383,11 +383,7 @@ handle_get_callback(PyObject *self, void *closure)
 static PyObject *
 handle_get_cancelled(PyObject *self, void *closure)
 {
-    REQUIRE_OURS(self, NULL);
-    LOCK_IF_THREADSAFE(self);
-    int cancelled = FL_HANDLE(self)->cancelled;
-    UNLOCK_IF_THREADSAFE(self);
-    return PyBool_FromLong(cancelled);
+    return handle_cancelled(self, NULL);
 }
 
 static PyObject *

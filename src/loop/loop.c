@@ -452,110 +452,66 @@ loop_create_future(FlLoop *self, PyObject *Py_UNUSED(ignored))
     return fut;
 }
 
-#if PY_VERSION_HEX >= 0x030E0000
-/* 3.14+: create_task(coro, **kwargs) hands every keyword to the task
-   factory, or to Task() (name, context, eager_start), as asyncio does. */
-static PyObject *
-loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
-                 PyObject *kwnames)
+/* The keywords Task() takes through create_task(): name and context, and
+   from 3.14 on eager_start (asyncio's create_task passes every keyword). */
+static int
+task_keywords(PyObject *const *kwvalues, PyObject *kwnames, PyObject **name,
+              PyObject **context, int *eager)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "create_task() takes exactly 1 positional argument (%zd given)",
-                     nargs);
-        return NULL;
-    }
-    if (fl_loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    if (self->task_factory != NULL && self->task_factory != Py_None) {
-        /* factory(loop, coro, **kwargs): the loop goes in front of args. */
-        Py_ssize_t n = 1 + nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-        PyObject **stack = PyMem_Malloc(n * sizeof(PyObject *));
-        if (stack == NULL) {
-            return PyErr_NoMemory();
-        }
-        stack[0] = (PyObject *)self;
-        memcpy(stack + 1, args, (n - 1) * sizeof(PyObject *));
-        PyObject *task = PyObject_Vectorcall(self->task_factory, stack, 2, kwnames);
-        PyMem_Free(stack);
-        return task;
-    }
-    PyObject *name = Py_None, *context = Py_None;
-    int eager = 0;
     for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        PyObject *value = args[nargs + i];
         if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
-            name = value;
+            *name = kwvalues[i];
         }
         else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
-            context = value;
+            *context = kwvalues[i];
         }
+#if PY_VERSION_HEX >= 0x030E0000
         else if (PyUnicode_CompareWithASCIIString(key, "eager_start") == 0) {
-            eager = PyObject_IsTrue(value);
-            if (eager < 0) {
-                return NULL;
+            *eager = PyObject_IsTrue(kwvalues[i]);
+            if (*eager < 0) {
+                return -1;
             }
         }
+#endif
         else {
             PyErr_Format(PyExc_TypeError,
-                         "Task.__init__() got an unexpected keyword argument '%S'",
+                         PY_VERSION_HEX >= 0x030E0000
+                         ? "Task.__init__() got an unexpected keyword argument '%S'"
+                         : "create_task() got an unexpected keyword argument '%S'",
                          key);
-            return NULL;
+            return -1;
         }
     }
-    return fl_task_new(self->state, args[0], (PyObject *)self, name, context, eager);
+    return 0;
 }
-#else
-/* create_task(coro, *, name=None, context=None); no context= on 3.10. */
+
+/* A task factory is called as each Python version calls it (name and
+   context, already read from the keywords, matter before 3.14 only). */
 static PyObject *
-loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
-                 PyObject *kwnames)
+call_task_factory(FlLoop *self, PyObject *coro, PyObject *const *kwvalues,
+                  PyObject *kwnames, PyObject *name, PyObject *context)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *name = Py_None, *context = Py_None;
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "create_task() takes exactly 1 positional argument (%zd given)",
-                     nargs);
-        return NULL;
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14+: factory(loop, coro, **kwargs), every keyword as given. */
+    Py_ssize_t n = 2 + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **stack = PyMem_Malloc(n * sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
-            name = args[nargs + i];
-        }
-        else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
-            context = args[nargs + i];
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "create_task() got an unexpected keyword argument '%S'", key);
-            return NULL;
-        }
-    }
-    if (fl_loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    if (self->task_factory == NULL || self->task_factory == Py_None) {
-        return fl_task_new(self->state, args[0], (PyObject *)self, name, context, 0);
-    }
-    /* A factory is called as each Python version calls it. */
-    PyObject *task;
-    PyObject *call_args[3] = {(PyObject *)self, args[0], context};
-    if (context == Py_None) {
-        task = PyObject_Vectorcall(self->task_factory, call_args, 2, NULL);
-    }
-    else {
-        PyObject *kw = PyTuple_Pack(1, PyUnicode_FromString("context"));
-        task = kw ? PyObject_Vectorcall(self->task_factory, call_args, 2, kw) : NULL;
-        if (kw) {
-            Py_DECREF(PyTuple_GET_ITEM(kw, 0));
-            Py_DECREF(kw);
-        }
-    }
+    stack[0] = (PyObject *)self;
+    stack[1] = coro;
+    memcpy(stack + 2, kwvalues, (n - 2) * sizeof(PyObject *));
+    PyObject *task = PyObject_Vectorcall(self->task_factory, stack, 2, kwnames);
+    PyMem_Free(stack);
+    return task;
+#else
+    /* factory(loop, coro[, context=]), then task.set_name(name). */
+    PyObject *call_args[3] = {(PyObject *)self, coro, context};
+    PyObject *task = context == Py_None
+        ? PyObject_Vectorcall(self->task_factory, call_args, 2, NULL)
+        : PyObject_Vectorcall(self->task_factory, call_args, 2,
+                              self->state->kwnames_context);
     if (task != NULL && name != Py_None) {
         PyObject *r = PyObject_CallMethod(task, "set_name", "O", name);
         if (r == NULL) {
@@ -564,8 +520,41 @@ loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
         Py_XDECREF(r);
     }
     return task;
-}
 #endif
+}
+
+static PyObject *
+loop_create_task(FlLoop *self, PyObject *const *args, Py_ssize_t nargsf,
+                 PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly 1 positional argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    PyObject *name = Py_None, *context = Py_None;
+    int eager = 0;
+#if PY_VERSION_HEX < 0x030E0000
+    /* Refused before the closed check, factory or not. */
+    if (task_keywords(args + 1, kwnames, &name, &context, &eager) < 0) {
+        return NULL;
+    }
+#endif
+    if (fl_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->task_factory != NULL && self->task_factory != Py_None) {
+        return call_task_factory(self, args[0], args + 1, kwnames, name, context);
+    }
+#if PY_VERSION_HEX >= 0x030E0000
+    if (task_keywords(args + 1, kwnames, &name, &context, &eager) < 0) {
+        return NULL;
+    }
+#endif
+    return fl_task_new(self->state, args[0], (PyObject *)self, name, context, eager);
+}
 
 /* ---- the run loop ---- */
 
