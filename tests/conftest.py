@@ -8,6 +8,7 @@ asyncio half runs even when the extension is not built.
 import asyncio
 import faulthandler
 import signal
+import socket
 import sys
 
 import pytest
@@ -38,6 +39,17 @@ def impl(request):
 def loop_factory(impl):
     """A zero-argument callable returning a new loop of the implementation."""
     return _factory(impl)
+
+
+@pytest.fixture
+def pair():
+    """A connected, non-blocking socket pair, closed afterwards."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
 
 
 @pytest.fixture

@@ -64,6 +64,20 @@ def describe(proc):
             f"\n--- stderr ---\n{proc.stderr}")
 
 
+def run_until(loop, cond, timeout=2.0):
+    """Run the loop until cond() is true (checked every 5 ms) or timeout."""
+    deadline = loop.time() + timeout
+
+    def check():
+        if cond() or loop.time() > deadline:
+            loop.stop()
+        else:
+            loop.call_later(0.005, check)
+
+    loop.call_soon(check)
+    loop.run_forever()
+
+
 def run(loop, coro_or_future, timeout=10):
     """run_until_complete with a time limit that uses the loop's own timers."""
     return loop.run_until_complete(asyncio.wait_for(coro_or_future, timeout))

@@ -4,31 +4,7 @@ import socket
 
 import pytest
 
-from fl_support import describe, run_py
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def _run_until(loop, cond, timeout=2.0):
-    """Run the loop until cond() is true (checked every 5 ms) or timeout."""
-    deadline = loop.time() + timeout
-
-    def check():
-        if cond() or loop.time() > deadline:
-            loop.stop()
-        else:
-            loop.call_later(0.005, check)
-
-    loop.call_soon(check)
-    loop.run_forever()
+from fl_support import describe, run_py, run_until
 
 
 def test_add_reader_fd(loop, pair):
@@ -40,7 +16,7 @@ def test_add_reader_fd(loop, pair):
 
     assert loop.add_reader(a.fileno(), on_read, "tag") is None
     b.send(b"hello")
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert got == [("tag", b"hello")]
     assert loop.remove_reader(a.fileno()) is True
     assert loop.remove_reader(a.fileno()) is False
@@ -51,7 +27,7 @@ def test_add_reader_socket_object(loop, pair):
     got = []
     loop.add_reader(a, lambda: got.append(a.recv(100)))
     b.send(b"x")
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert got == [b"x"]
     # registered with the object, removed by the number (and vice versa)
     assert loop.remove_reader(a.fileno()) is True
@@ -75,8 +51,8 @@ def test_reader_fires_repeatedly_until_removed(loop, pair):
 
     loop.add_reader(a, on_read)
     b.send(b"x")
-    _run_until(loop, lambda: len(count) >= 3)
-    _run_until(loop, lambda: False, timeout=0.05)
+    run_until(loop, lambda: len(count) >= 3)
+    run_until(loop, lambda: False, timeout=0.05)
     assert len(count) == 3
 
 
@@ -89,7 +65,7 @@ def test_add_writer(loop, pair):
         loop.remove_writer(a)
 
     assert loop.add_writer(a.fileno(), on_write, 7) is None
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert got == [7]
     assert loop.remove_writer(a.fileno()) is False
 
@@ -98,7 +74,7 @@ def test_add_writer_socket_object(loop, pair):
     a, b = pair
     got = []
     loop.add_writer(a, lambda: got.append(1))
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert got
     assert loop.remove_writer(a) is True
     assert loop.remove_writer(a) is False
@@ -110,8 +86,8 @@ def test_replace_reader(loop, pair):
     loop.add_reader(a, lambda: got.append("old"))
     loop.add_reader(a, lambda: (got.append("new"), a.recv(10)))
     b.send(b"x")
-    _run_until(loop, lambda: got)
-    _run_until(loop, lambda: False, timeout=0.03)
+    run_until(loop, lambda: got)
+    run_until(loop, lambda: False, timeout=0.03)
     assert set(got) == {"new"}
     assert loop.remove_reader(a) is True
     assert loop.remove_reader(a) is False
@@ -122,7 +98,7 @@ def test_replace_writer(loop, pair):
     got = []
     loop.add_writer(a, lambda: got.append("old"))
     loop.add_writer(a, lambda: got.append("new"))
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert set(got) == {"new"}
     assert loop.remove_writer(a) is True
 
@@ -141,13 +117,13 @@ def test_reader_and_writer_same_fd(loop, pair):
     loop.add_reader(a, on_read)
     loop.add_writer(a, on_write)
     b.send(b"x")
-    _run_until(loop, lambda: got["r"] and got["w"])
+    run_until(loop, lambda: got["r"] and got["w"])
     assert got["r"] >= 1 and got["w"] >= 1
     # removing the writer keeps the reader
     assert loop.remove_writer(a) is True
     got["r"] = 0
     b.send(b"y")
-    _run_until(loop, lambda: got["r"])
+    run_until(loop, lambda: got["r"])
     assert got["r"] == 1
     assert loop.remove_reader(a) is True
     assert loop.remove_writer(a) is False
@@ -159,7 +135,7 @@ def test_remove_writer_when_only_reader(loop, pair):
     loop.add_reader(a, lambda: got.append(a.recv(10)))
     assert loop.remove_writer(a) is False
     b.send(b"still")
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     assert got == [b"still"]
     assert loop.remove_reader(a) is True
 
@@ -180,9 +156,9 @@ def test_remove_reader_inside_callback(loop, pair):
 
     loop.add_reader(a, on_read)
     b.send(b"1")
-    _run_until(loop, lambda: got)
+    run_until(loop, lambda: got)
     b.send(b"2")
-    _run_until(loop, lambda: False, timeout=0.03)
+    run_until(loop, lambda: False, timeout=0.03)
     assert got == [b"1"]
 
 
@@ -197,7 +173,7 @@ def test_reader_on_pipe_eof(loop):
         loop.add_reader(r, on_read)
         os.close(w)
         w = None
-        _run_until(loop, lambda: got)
+        run_until(loop, lambda: got)
         assert got == [b""]
     finally:
         os.close(r)
@@ -212,7 +188,7 @@ def test_reader_with_file_object(loop):
         loop.add_reader(rf, lambda: got.append(rf.read(10)))
         wf.write(b"abc")
         wf.flush()
-        _run_until(loop, lambda: got)
+        run_until(loop, lambda: got)
         assert got == [b"abc"]
         assert loop.remove_reader(rf) is True
 

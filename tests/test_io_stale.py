@@ -17,30 +17,7 @@ import socket
 
 import pytest
 
-from fl_support import describe, run, run_py
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def _run_until(loop, cond, timeout=2.0):
-    deadline = loop.time() + timeout
-
-    def check():
-        if cond() or loop.time() > deadline:
-            loop.stop()
-        else:
-            loop.call_later(0.005, check)
-
-    loop.call_soon(check)
-    loop.run_forever()
+from fl_support import describe, run, run_py, run_until
 
 
 def _socketpair_on(fd):
@@ -119,8 +96,8 @@ def test_stale_reader_never_fires_for_reused_fd(loop):
         got = []
         loop.add_reader(c, lambda: got.append(c.recv(10)))
         d.send(b"new")
-        _run_until(loop, lambda: got)
-        _run_until(loop, lambda: False, timeout=0.03)
+        run_until(loop, lambda: got)
+        run_until(loop, lambda: False, timeout=0.03)
         assert got == [b"new"]
         assert stale == []
         assert loop.remove_reader(c) is True
@@ -221,7 +198,7 @@ def test_add_reader_after_close_with_int_keeps_live_registration(loop, pair):
     loop.add_reader(a, lambda: got.append(("r", a.recv(10))))
     loop.add_writer(a.fileno(), lambda: got.append("w"))
     b.send(b"x")
-    _run_until(loop, lambda: ("r", b"x") in got and "w" in got)
+    run_until(loop, lambda: ("r", b"x") in got and "w" in got)
     assert ("r", b"x") in got and "w" in got
     assert loop.remove_writer(a) is True
     assert loop.remove_reader(a.fileno()) is True
@@ -245,7 +222,7 @@ def test_pipe_transport_forgotten_frees_its_fd(loop):
         got = []
         loop.add_reader(c, lambda: got.append(c.recv(10)))
         d.send(b"hi")
-        _run_until(loop, lambda: got)
+        run_until(loop, lambda: got)
         assert got == [b"hi"]
         assert loop.remove_reader(c) is True
 
@@ -324,8 +301,8 @@ def test_io_callback_survives_finalizer_removing_writer(loop, pair):
     gc.collect()
     loop.add_writer(a, events.append, "write")
     b.send(b"x")            # readable (never consumed) and writable
-    _run_until(loop, lambda: "finalized" in events)
-    _run_until(loop, lambda: False, timeout=0.05)
+    run_until(loop, lambda: "finalized" in events)
+    run_until(loop, lambda: False, timeout=0.05)
     assert "finalized" in events, events
     i = events.index("finalized")
     assert events[i + 1] == ("removed", True)

@@ -35,16 +35,6 @@ def _no_watcher_left(loop):
 
 
 @pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-@pytest.fixture
 def tcp_pair(loop):
     """A connected (client, server) pair of non-blocking TCP sockets."""
     listener = socket.socket()
