@@ -373,14 +373,6 @@ handle_get_args(PyObject *self, void *closure)
 }
 
 static PyObject *
-handle_get_callback(PyObject *self, void *closure)
-{
-    REQUIRE_OURS(self, NULL);
-    PyObject *cb = FL_HANDLE(self)->callback;
-    return Py_NewRef(cb ? cb : Py_None);
-}
-
-static PyObject *
 handle_get_cancelled(PyObject *self, void *closure)
 {
     return handle_cancelled(self, NULL);
@@ -401,27 +393,6 @@ handle_set_source_traceback(PyObject *self, PyObject *value, void *closure)
     Py_XSETREF(FL_HANDLE(self)->source_traceback,
                (value == NULL || value == Py_None) ? NULL : Py_NewRef(value));
     return 0;
-}
-
-static PyObject *
-handle_get_loop(PyObject *self, void *closure)
-{
-    REQUIRE_OURS(self, NULL);
-    return Py_NewRef((PyObject *)FL_HANDLE(self)->loop);
-}
-
-static PyObject *
-handle_get_context_attr(PyObject *self, void *closure)
-{
-    return handle_get_context(self, NULL);
-}
-
-static PyObject *
-handle_get_repr_attr(PyObject *self, void *closure)
-{
-    REQUIRE_OURS(self, NULL);
-    PyObject *r = FL_HANDLE(self)->repr;
-    return Py_NewRef(r ? r : Py_None);
 }
 
 static int
@@ -479,13 +450,18 @@ static PyMethodDef handle_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Plain fields (None while NULL): members, at fl_handle_offset. */
+static PyMemberDef handle_members[] = {
+    FL_MEMBER("_callback", T_OBJECT, FlHandle, callback),
+    FL_MEMBER("_loop", T_OBJECT, FlHandle, loop),
+    FL_MEMBER("_context", T_OBJECT, FlHandle, context),
+    FL_MEMBER("_repr", T_OBJECT, FlHandle, repr),
+    {NULL},
+};
+
 static PyGetSetDef handle_getset[] = {
-    {"_callback", handle_get_callback, NULL, NULL, NULL},
     {"_args", handle_get_args, NULL, NULL, NULL},
     {"_cancelled", handle_get_cancelled, NULL, NULL, NULL},
-    {"_loop", handle_get_loop, NULL, NULL, NULL},
-    {"_context", handle_get_context_attr, NULL, NULL, NULL},
-    {"_repr", handle_get_repr_attr, NULL, NULL, NULL},
     {"_source_traceback", handle_get_source_traceback,
      handle_set_source_traceback, NULL, NULL},
     {NULL},
@@ -661,8 +637,7 @@ add_shared(PyTypeObject *type, PyTypeObject *owner)
         }
         Py_DECREF(descr);
     }
-    PyType_Modified(type);
-    return 0;
+    return fl_type_add_members(type, handle_members);
 }
 
 static PyObject *
@@ -714,7 +689,10 @@ fl_handle_add_types(PyObject *module, fl_state *st)
         size = ((PyTypeObject *)threadsafe_base)->tp_basicsize;
     }
 #endif
-    fl_handle_offset = (size + align - 1) / align * align;
+    if (fl_handle_offset == 0) {
+        fl_handle_offset = (size + align - 1) / align * align;
+        fl_members_at(handle_members, fl_handle_offset);
+    }
     handle_spec.basicsize = (int)(fl_handle_offset + sizeof(FlHandle));
     timer_spec.basicsize = (int)(fl_handle_offset + sizeof(FlTimerHandle));
     PyObject *handle_type = make_type(module, &handle_spec, base, "Handle");

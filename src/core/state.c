@@ -103,6 +103,22 @@ fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods)
     return 0;
 }
 
+int
+fl_type_add_members(PyTypeObject *type, PyMemberDef *members)
+{
+    for (PyMemberDef *m = members; m->name != NULL; m++) {
+        PyObject *descr = PyDescr_NewMember(type, m);
+        if (descr == NULL
+                || PyDict_SetItemString(type->tp_dict, m->name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    PyType_Modified(type);
+    return 0;
+}
+
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
 {

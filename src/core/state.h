@@ -100,6 +100,11 @@ void fl_members_at(PyMemberDef *members, Py_ssize_t at);
 /* Adds methods to a type made from a spec (whose spec takes one table). */
 int fl_type_add_methods(PyTypeObject *type, PyMethodDef *methods);
 
+/* Adds a member table to a type made from a spec, where the table's
+   offsets are known only once the type's base is (fl_members_at); the
+   descriptors check the instance's type themselves. */
+int fl_type_add_members(PyTypeObject *type, PyMemberDef *members);
+
 /* _set_helpers(**helpers): the Python side hands over, once, the Python
    functions and asyncio objects the C code calls on cold paths. */
 PyObject *fl_state_set_helpers(PyObject *module, PyObject *args, PyObject *kwds);

@@ -15,6 +15,13 @@ PyTypeObject *fl_task_type_g;
 #define REQUIRE_OURS(self, ret) \
     FL_REQUIRE_OURS(self, fl_future_is_ours, "Future or Task", ret)
 
+/* Plain fields (None while NULL): members, at fl_fields_offset. */
+static PyMemberDef future_common_members[] = {
+    FL_MEMBER("_loop", T_OBJECT, FlFutureFields, loop),
+    FL_MEMBER("_source_traceback", T_OBJECT, FlFutureFields, source_traceback),
+    {NULL},
+};
+
 int
 fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
                         Py_ssize_t task_fields_size)
@@ -31,7 +38,15 @@ fl_future_prepare_specs(PyTypeObject *base_future, PyTypeObject *base_task,
     }
 #endif
     Py_ssize_t align = (Py_ssize_t)sizeof(void *);
-    fl_fields_offset = (base_task->tp_basicsize + align - 1) / align * align;
+    Py_ssize_t offset = (base_task->tp_basicsize + align - 1) / align * align;
+    if (fl_fields_offset == 0) {
+        fl_fields_offset = offset;
+        fl_members_at(future_common_members, offset);
+    }
+    else if (fl_fields_offset != offset) {
+        PyErr_SetString(PyExc_ImportError, "asyncio.Task changed size");
+        return -1;
+    }
     fl_future_spec.basicsize = (int)(fl_fields_offset + sizeof(FlFutureFields));
     fl_task_spec.basicsize = (int)(fl_fields_offset + task_fields_size);
     return 0;
@@ -1066,13 +1081,6 @@ get_exception_attr(PyObject *self, void *closure)
     return Py_NewRef(FL_FUT(self)->exception ? FL_FUT(self)->exception : Py_None);
 }
 
-static PyObject *
-get_loop_attr(PyObject *self, void *closure)
-{
-    REQUIRE_OURS(self, NULL);
-    return Py_NewRef(FL_FUT(self)->loop ? FL_FUT(self)->loop : Py_None);
-}
-
 /* Builds the list from a snapshot: making its items allocates, which can
    run Python code (the collector) that changes the callbacks. */
 static PyObject *
@@ -1116,14 +1124,6 @@ get_callbacks(PyObject *self, void *closure)
     }
     PyMem_Free(snap);
     return list;
-}
-
-static PyObject *
-get_source_traceback(PyObject *self, void *closure)
-{
-    REQUIRE_OURS(self, NULL);
-    PyObject *tb = FL_FUT(self)->source_traceback;
-    return Py_NewRef(tb ? tb : Py_None);
 }
 
 static PyObject *
@@ -1215,9 +1215,7 @@ PyGetSetDef fl_future_common_getset[] = {
     {"_state", get_state, NULL, NULL, NULL},
     {"_result", get_result_attr, NULL, NULL, NULL},
     {"_exception", get_exception_attr, NULL, NULL, NULL},
-    {"_loop", get_loop_attr, NULL, NULL, NULL},
     {"_callbacks", get_callbacks, NULL, NULL, NULL},
-    {"_source_traceback", get_source_traceback, NULL, NULL, NULL},
     {"_cancel_message", get_cancel_message, set_cancel_message, NULL, NULL},
     {"_log_traceback", get_log_traceback, set_log_traceback, NULL, NULL},
     {"_asyncio_future_blocking", get_blocking, set_blocking, NULL, NULL},
@@ -1293,6 +1291,5 @@ fl_future_add_common(PyTypeObject *type, int is_task)
         }
         Py_DECREF(descr);
     }
-    PyType_Modified(type);
-    return 0;
+    return fl_type_add_members(type, future_common_members);
 }

@@ -1348,25 +1348,6 @@ task_tp_repr(PyObject *self)
 /* ---- attributes ---- */
 
 static PyObject *
-get_coro_attr(PyObject *self, void *closure)
-{
-    return task_get_coro(self, NULL);
-}
-
-static PyObject *
-get_fut_waiter(PyObject *self, void *closure)
-{
-    PyObject *w = FL_TASK(self)->fut_waiter;
-    return Py_NewRef(w ? w : Py_None);
-}
-
-static PyObject *
-get_must_cancel(PyObject *self, void *closure)
-{
-    return PyBool_FromLong(FL_TASK(self)->must_cancel);
-}
-
-static PyObject *
 get_log_destroy_pending(PyObject *self, void *closure)
 {
     return PyBool_FromLong(FL_TASK(self)->log_destroy_pending);
@@ -1388,10 +1369,15 @@ set_log_destroy_pending(PyObject *self, PyObject *value, void *closure)
 }
 
 static PyGetSetDef task_getset[] = {
-    {"_coro", get_coro_attr, NULL, NULL, NULL},
-    {"_fut_waiter", get_fut_waiter, NULL, NULL, NULL},
-    {"_must_cancel", get_must_cancel, NULL, NULL, NULL},
     {"_log_destroy_pending", get_log_destroy_pending, set_log_destroy_pending, NULL, NULL},
+    {NULL},
+};
+
+/* Plain fields: members, moved to fl_fields_offset when the type is made. */
+static PyMemberDef task_members[] = {
+    FL_MEMBER("_coro", T_OBJECT, FlTaskFields, coro),
+    FL_MEMBER("_fut_waiter", T_OBJECT, FlTaskFields, fut_waiter),
+    FL_MEMBER("_must_cancel", T_BOOL, FlTaskFields, must_cancel),
     {NULL},
 };
 
@@ -1502,5 +1488,13 @@ PyType_Spec fl_task_spec = {
 int
 fl_task_type_ready(PyTypeObject *task_type)
 {
+    static int members_placed;
+    if (!members_placed) {
+        fl_members_at(task_members, fl_fields_offset);
+        members_placed = 1;
+    }
+    if (fl_type_add_members(task_type, task_members) < 0) {
+        return -1;
+    }
     return fl_future_add_common(task_type, 1);
 }

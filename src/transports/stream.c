@@ -78,10 +78,9 @@ static PyTypeObject *stream_type;
 static PyTypeObject *read_pipe_type;   /* see read_pipe_spec */
 static PyObject *buffered_protocol_type;
 static PyObject *transport_socket_type;
-static PyObject *set_result_unless_cancelled;
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
-    *str_eof_received, *str_connection_made, *str_attach, *str_detach,
+    *str_eof_received, *str_attach, *str_detach,
     *str_getsockname, *str_getpeername, *str_fl_transports;
 
 /* Data received for a Protocol goes through here and is copied into a new
@@ -411,12 +410,6 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
     return fl_transport_call_in_context(item->arg, ST(item->arg)->tr.context,
                                         call_connection_lost, item->callback);
 }
-
-static const fl_transport_impl stream_impl = {
-    .clear_write_buffer = clear_write_buffer,
-    .lost_entry = lost_entry,
-    .fatal_error = fatal_error,
-};
 
 /* ---- reading ---- */
 
@@ -822,49 +815,26 @@ write_cb(struct ev_loop *ev, ev_io *w, int revents)
 
 /* ---- creation ---- */
 
+/* Once connection_made() ran (fl_transport_schedule_made): reading starts
+   only after it. */
 static int
-call_connection_made(PyObject *self, PyObject *Py_UNUSED(arg))
+start_reading(PyObject *self)
 {
-    if (ST(self)->tr.protocol == NULL) {
-        return 0;
-    }
-    PyObject *r = call_protocol(ST(self), str_connection_made, self);
-    if (r == NULL) {
-        return fl_transport_callback_failed(
-            self, "Exception in callback protocol.connection_made()");
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
-static int
-made_entry(FlLoop *loop, fl_ready_item *item)
-{
-    PyObject *self = item->arg;
     FlStream *s = ST(self);
-    if (fl_transport_call_in_context(self, s->tr.context, call_connection_made,
-                                     NULL) < 0) {
-        return -1;
-    }
-    /* Only start reading once connection_made() has been called. */
     s->made = 1;
     if (!s->tr.closing && !s->tr.paused && !s->lost
             && (s->kind != KIND_WRITE_PIPE || s->watch_peer)) {
         fl_transport_watch_start(&s->tr, &s->tr.rio);
     }
-    PyObject *waiter = s->tr.waiter;
-    s->tr.waiter = NULL;
-    if (waiter != NULL) {
-        PyObject *r = PyObject_CallFunctionObjArgs(set_result_unless_cancelled,
-                                                   waiter, Py_None, NULL);
-        Py_DECREF(waiter);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-    }
     return 0;
 }
+
+static const fl_transport_impl stream_impl = {
+    .clear_write_buffer = clear_write_buffer,
+    .lost_entry = lost_entry,
+    .fatal_error = fatal_error,
+    .start_reading = start_reading,
+};
 
 static int
 set_protocol(PyObject *self, PyObject *protocol)
@@ -1029,7 +999,7 @@ stream_create(FlLoop *loop, PyObject *sock, PyObject *protocol,
     if (waiter != NULL && waiter != Py_None) {
         s->tr.waiter = Py_NewRef(waiter);
     }
-    if (fl_ready_push(&loop->ready, made_entry, self) < 0) {
+    if (fl_transport_schedule_made(self) < 0) {
         goto error;
     }
     return self;
@@ -1770,7 +1740,6 @@ intern_all(void)
         {&str_get_buffer, "get_buffer"},
         {&str_buffer_updated, "buffer_updated"},
         {&str_eof_received, "eof_received"},
-        {&str_connection_made, "connection_made"},
         {&str_attach, "_attach"},
         {&str_detach, "_detach"},
         {&str_getsockname, "getsockname"},
@@ -1839,10 +1808,7 @@ fl_stream_module_init(PyObject *module)
                                             "BufferedProtocol");
     transport_socket_type = fl_import_attr("asyncio.trsock",
                                            "TransportSocket");
-    set_result_unless_cancelled = fl_import_attr(
-        "asyncio.futures", "_set_result_unless_cancelled");
-    if (buffered_protocol_type == NULL || transport_socket_type == NULL
-            || set_result_unless_cancelled == NULL) {
+    if (buffered_protocol_type == NULL || transport_socket_type == NULL) {
         return -1;
     }
     return 0;

@@ -13,7 +13,8 @@
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
 PyObject *fl_str_close, *fl_str_fileno, *fl_str_connection_lost, *fl_str_sockname;
-static PyObject *str_pause_writing, *str_resume_writing;
+static PyObject *str_pause_writing, *str_resume_writing, *str_connection_made;
+static PyObject *set_result_unless_cancelled;   /* asyncio.futures' */
 
 /* The kinds, as they registered themselves at module init. */
 static const fl_transport_impl *impls[FL_TRANSPORT_N_IMPLS];
@@ -319,6 +320,70 @@ fl_transport_resume_protocol(PyObject *self)
 {
     fl_transport_of(self)->protocol_paused = 0;
     return notify_flow(self, str_resume_writing, "protocol.resume_writing() failed");
+}
+
+/* ---- opening ---- */
+
+static int
+call_connection_made(PyObject *self, PyObject *Py_UNUSED(arg))
+{
+    PyObject *protocol = fl_transport_of(self)->protocol;
+    if (protocol == NULL) {
+        return 0;       /* cleared meanwhile */
+    }
+    Py_INCREF(protocol);    /* connection_made() may replace it */
+    PyObject *r = fl_call_method1(protocol, str_connection_made, self);
+    Py_DECREF(protocol);
+    if (r == NULL) {
+        return fl_transport_callback_failed(
+            self, "Exception in callback protocol.connection_made()");
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+wake_waiter(PyObject *self, fl_transport *t)
+{
+    PyObject *waiter = t->waiter;
+    if (waiter == NULL) {
+        return 0;
+    }
+    t->waiter = NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(set_result_unless_cancelled,
+                                               waiter, Py_None, NULL);
+    Py_DECREF(waiter);
+    if (r == NULL) {
+        return fl_transport_callback_failed(
+            self, "Exception in callback _set_result_unless_cancelled()");
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+made_entry(FlLoop *loop, fl_ready_item *item)
+{
+    PyObject *self = item->arg;
+    fl_transport *t = fl_transport_of(self);
+    if (fl_transport_call_in_context(self, t->context, call_connection_made,
+                                     NULL) < 0
+            || impls[(int)t->impl]->start_reading(self) < 0) {
+        return -1;
+    }
+    return wake_waiter(self, t);
+}
+
+int
+fl_transport_schedule_made(PyObject *self)
+{
+    FlLoop *loop = fl_transport_of(self)->loop;
+    /* Making the transport ran Python code (fileno(), the server's
+       _attach(), ...), which may have closed the loop. */
+    if (fl_loop_check_closed(loop) < 0) {
+        return -1;
+    }
+    return fl_ready_push(&loop->ready, made_entry, self);
 }
 
 /* ---- closing ---- */
@@ -664,7 +729,15 @@ fl_transport_module_init(void)
         {&fl_str_connection_lost, "connection_lost"},
         {&str_pause_writing, "pause_writing"},
         {&str_resume_writing, "resume_writing"},
+        {&str_connection_made, "connection_made"},
     };
+    if (set_result_unless_cancelled == NULL) {
+        set_result_unless_cancelled = fl_import_attr(
+            "asyncio.futures", "_set_result_unless_cancelled");
+        if (set_result_unless_cancelled == NULL) {
+            return -1;
+        }
+    }
     if (fl_c_socket_type == NULL) {
         PyObject *t = fl_import_attr("_socket", "socket");
         if (t == NULL) {

@@ -64,6 +64,10 @@ typedef struct {
     /* asyncio's _fatal_error(exc, message) for this kind; -1 only for
        errors that must stop the loop. */
     int (*fatal_error)(PyObject *self, PyObject *exc, const char *message);
+    /* Starts reading once connection_made() ran (see
+       fl_transport_schedule_made); -1 only for errors that must stop the
+       loop. */
+    int (*start_reading)(PyObject *self);
 } fl_transport_impl;
 
 /* Each kind registers its own (stream.c, udp.c) at module init, so the
@@ -252,6 +256,15 @@ fl_transport_maybe_resume_protocol(PyObject *self, fl_transport *t)
     }
     return fl_transport_resume_protocol(self);
 }
+
+/* ---- opening ---- */
+
+/* What asyncio's transports schedule when they are made, in this order
+   and soon: protocol.connection_made(self) in the transport's context,
+   then the kind's start_reading(), then the waiter's result (unless it was
+   cancelled). One ready-queue entry does the three, for every kind.
+   RuntimeError if the loop is closed. */
+int fl_transport_schedule_made(PyObject *self);
 
 /* ---- closing ---- */
 

@@ -11,7 +11,6 @@
    through the loop, which the collector can break: a loop and transport
    that are dropped without being closed are collected, as asyncio's are. */
 #include "transports/udp.h"
-#include "callbacks/handle.h"
 #include "loop/fdowner.h"
 #include "transports/transport.h"
 #include <errno.h>
@@ -218,10 +217,13 @@ lost_entry(FlLoop *loop, fl_ready_item *item)
     return call_connection_lost((FlUdpTransport *)item->arg, item->callback, 0);
 }
 
+static int start_reading(PyObject *op);
+
 static const fl_transport_impl udp_impl = {
     .clear_write_buffer = clear_write_buffer,
     .lost_entry = lost_entry,
     .fatal_error = fl_transport_fatal_error,
+    .start_reading = start_reading,
 };
 
 /* The current error came out of a send or receive: OSErrors go to
@@ -729,40 +731,16 @@ read_cb(struct ev_loop *ev, ev_io *w, int revents)
 
 /* ---- start ---- */
 
-/* After connection_made(): start reading, then wake the waiter. */
+/* Once connection_made() ran (fl_transport_schedule_made). */
 static int
-start_entry(FlLoop *loop, fl_ready_item *item)
+start_reading(PyObject *op)
 {
-    FlUdpTransport *self = (FlUdpTransport *)item->arg;
+    FlUdpTransport *self = (FlUdpTransport *)op;
     if (!self->tr.closing && !self->tr.paused
-            && start_watcher(self, &self->tr.rio) < 0
-            && callback_failed(self, "_add_reader()") < 0) {
-        return -1;
+            && start_watcher(self, &self->tr.rio) < 0) {
+        return callback_failed(self, "_add_reader()");
     }
-    PyObject *waiter = self->tr.waiter;
-    if (waiter == NULL) {
-        return 0;
-    }
-    self->tr.waiter = NULL;
-    int r = 0;
-    PyObject *cancelled = PyObject_CallMethod(waiter, "cancelled", NULL);
-    if (cancelled == NULL) {
-        r = -1;
-    }
-    else {
-        if (cancelled == Py_False) {
-            PyObject *res = PyObject_CallMethod(waiter, "set_result", "O",
-                                                Py_None);
-            r = res ? 0 : -1;
-            Py_XDECREF(res);
-        }
-        Py_DECREF(cancelled);
-    }
-    Py_DECREF(waiter);
-    if (r < 0) {
-        r = callback_failed(self, "_set_result_unless_cancelled()");
-    }
-    return r;
+    return 0;
 }
 
 static int
@@ -813,14 +791,8 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (fam == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *made = PyObject_GetAttrString(protocol, "connection_made");
-    if (made == NULL) {
-        return NULL;
-    }
-
     FlUdpTransport *self = (FlUdpTransport *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        Py_DECREF(made);
         return NULL;
     }
     fl_transport_init((PyObject *)self, FL_TRANSPORT_DATAGRAM, (FlLoop *)loop, fd,
@@ -855,25 +827,12 @@ udp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             || fl_fdowner_add(self->tr.loop, fd, targ) < 0) {
         goto error;
     }
-    /* As asyncio: connection_made(), reading, the waiter, in that order. */
-    /* fl_handle_schedule checks the loop again: Python code ran since the
-       first check (fileno(), family, ...). */
-    PyObject *made_args[2] = {made, targ};
-    PyObject *h = fl_handle_schedule(self->tr.loop, FL_HANDLE_PLAIN, made_args, 2,
-                                     self->tr.context);
-    if (h == NULL) {
+    if (fl_transport_schedule_made(targ) < 0) {
         goto error;
     }
-    Py_DECREF(h);
-    if (fl_ready_push(&self->tr.loop->ready, start_entry, targ) < 0) {
-        /* connection_made() is queued: the transport lives on, unread. */
-        PyErr_WriteUnraisable(targ);
-    }
-    Py_CLEAR(made);
     return (PyObject *)self;
 
 error:
-    Py_XDECREF(made);
     fl_fdowner_discard(self->tr.loop, fd, (PyObject *)self);
     release_self(self);
     Py_CLEAR(self->tr.sock);   /* still the caller's: no warning, no close */
