@@ -86,6 +86,14 @@ typedef struct FlLoop {
     PyObject *entered_task;     /* left current by the last task step */
     PyObject *task_factory;     /* _task_factory; NULL or None for fastloop.Task */
 
+    /* Transports that started a watcher since the last poll: one prepare
+       watcher re-checks their fds just before libev polls them (the code is
+       the transports', transport.c). Borrowed pointers: a transport takes
+       itself out (NULL) when it stops watching. */
+    ev_prepare fd_guard;
+    void **fd_guard_items;
+    int fd_guard_count, fd_guard_cap;
+
     PyObject *weakreflist;
     struct FlLoop *next_open;   /* fl_state.open_loops */
     struct FlLoop *prev_open;

@@ -940,6 +940,7 @@ loop_dealloc(FlLoop *self)
     fl_ready_free(&self->ready);
     fl_timers_free(&self->timers);
     PyMem_Free(self->fds.by_fd);
+    PyMem_Free(self->fd_guard_items);   /* transports hold the loop: none is left */
     tp->tp_free(self);
     Py_DECREF(tp);
 }

@@ -30,8 +30,6 @@ static PyObject *helpers_module;    /* fastloop._network, imported on first use 
 PyTypeObject *fl_c_socket_type;
 int fl_socket_layout;
 
-static void guard_cb(struct ev_loop *ev, ev_prepare *w, int revents);
-
 void
 fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
                   void (*read_cb)(struct ev_loop *, ev_io *, int),
@@ -45,10 +43,8 @@ fl_transport_init(PyObject *self, int impl, FlLoop *loop, int fd,
     t->low_water = FL_TRANSPORT_DEFAULT_HIGH_WATER / 4;
     ev_io_init(&t->rio, read_cb, fd, EV_READ);
     ev_io_init(&t->wio, write_cb, fd, EV_WRITE);
-    ev_prepare_init(&t->guard, guard_cb);
     t->rio.data = self;
     t->wio.data = self;
-    t->guard.data = self;
 }
 
 /* ---- the fd: still the socket's? ---- */
@@ -61,6 +57,19 @@ fl_socket_prove(PyObject *obj, int fd)
         fl_socket_layout = ((fl_socket_head *)obj)->sock_fd == fd ? 1 : -1;
     }
     return fl_socket_fd_now(obj);
+}
+
+/* t->rare, made (zeroed) on first use; NULL with MemoryError. */
+static fl_transport_rare *
+rare_of(fl_transport *t)
+{
+    if (t->rare == NULL) {
+        t->rare = PyMem_Calloc(1, sizeof(fl_transport_rare));
+        if (t->rare == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return t->rare;
 }
 
 int
@@ -89,9 +98,13 @@ fl_transport_bind_fd(fl_transport *t)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    fl_transport_rare *rare = rare_of(t);
+    if (rare == NULL) {
+        return -1;
+    }
     t->fd_kind = FL_FD_STAT;
-    t->fd_dev = st.st_dev;
-    t->fd_ino = st.st_ino;
+    rare->fd_dev = st.st_dev;
+    rare->fd_ino = st.st_ino;
     return 0;
 }
 
@@ -122,15 +135,17 @@ fl_transport_fd_ok_slow(fl_transport *t)
     /* A reused number is another file; a dup of the same pipe is no
        stranger, and fine. */
     struct stat st;
-    return fstat(t->fd, &st) == 0 && st.st_dev == t->fd_dev
-        && st.st_ino == t->fd_ino;
+    return t->rare != NULL && fstat(t->fd, &st) == 0
+        && st.st_dev == t->rare->fd_dev && st.st_ino == t->rare->fd_ino;
 }
 
+/* Takes t out of the loop's fd_guard list. */
 static void
 guard_stop(fl_transport *t)
 {
-    if (t->loop != NULL && t->loop->ev != NULL && ev_is_active(&t->guard)) {
-        ev_prepare_stop(t->loop->ev, &t->guard);
+    if (t->guard_slot) {
+        t->loop->fd_guard_items[t->guard_slot - 1] = NULL;
+        t->guard_slot = 0;
     }
 }
 
@@ -174,7 +189,7 @@ fl_transport_fd_lost(fl_transport *t, int err)
     if (t->fd_lost_queued || t->conn_lost) {
         return;
     }
-    t->lost_errno = err;
+    t->lost_errno = (short)err;
     /* No Python code here (no exception object yet): callers are in the
        middle of their own work. */
     if (fl_ready_push(&t->loop->ready, fd_lost_entry, (PyObject *)t->rio.data) < 0) {
@@ -186,15 +201,57 @@ fl_transport_fd_lost(fl_transport *t, int err)
 
 /* libev registers a started watcher's fd with epoll at the next poll, and
    aborts the process if it was closed meanwhile: Python code between now
-   and then may close the socket. The guard runs just before that poll. */
+   and then may close the socket. The loop's fd_guard runs just before that
+   poll and checks the fd of every transport that started a watcher. No
+   Python code runs here (fl_transport_fd_lost only queues); entries added
+   meanwhile all the same are checked too. */
 static void
 guard_cb(struct ev_loop *ev, ev_prepare *w, int revents)
 {
-    fl_transport *t = fl_transport_of((PyObject *)w->data);
+    FlLoop *loop = (FlLoop *)w->data;
     ev_prepare_stop(ev, w);
-    if ((ev_is_active(&t->rio) || ev_is_active(&t->wio)) && !fl_transport_fd_ok(t)) {
-        fl_transport_fd_lost(t, EBADF);
+    for (int i = 0; i < loop->fd_guard_count; i++) {
+        fl_transport *t = loop->fd_guard_items[i];
+        if (t == NULL) {
+            continue;
+        }
+        t->guard_slot = 0;
+        if ((ev_is_active(&t->rio) || ev_is_active(&t->wio))
+                && !fl_transport_fd_ok(t)) {
+            fl_transport_fd_lost(t, EBADF);
+        }
     }
+    loop->fd_guard_count = 0;
+}
+
+/* Queues t for the loop's fd_guard; false if the list cannot grow (the
+   caller then does without: the fd was just checked). */
+static int
+guard_queue(fl_transport *t)
+{
+    FlLoop *loop = t->loop;
+    if (t->guard_slot) {
+        return 1;
+    }
+    if (loop->fd_guard_count == loop->fd_guard_cap) {
+        int cap = loop->fd_guard_cap ? loop->fd_guard_cap * 2 : 64;
+        void **items = PyMem_Realloc(loop->fd_guard_items, cap * sizeof(void *));
+        if (items == NULL) {
+            return 0;
+        }
+        loop->fd_guard_items = items;
+        loop->fd_guard_cap = cap;
+    }
+    if (loop->fd_guard.cb == NULL) {
+        ev_prepare_init(&loop->fd_guard, guard_cb);
+        loop->fd_guard.data = loop;
+    }
+    loop->fd_guard_items[loop->fd_guard_count++] = t;
+    t->guard_slot = loop->fd_guard_count;
+    if (!ev_is_active(&loop->fd_guard)) {
+        ev_prepare_start(loop->ev, &loop->fd_guard);
+    }
+    return 1;
 }
 
 void
@@ -205,9 +262,7 @@ fl_transport_watch_start_checked(fl_transport *t, ev_io *w)
         return;
     }
     ev_io_start(t->loop->ev, w);
-    if (!ev_is_active(&t->guard)) {
-        ev_prepare_start(t->loop->ev, &t->guard);
-    }
+    guard_queue(t);
 }
 
 /* ---- errors ---- */
@@ -467,7 +522,9 @@ fl_transport_traverse(fl_transport *t, visitproc visit, void *arg)
     Py_VISIT(t->protocol);
     Py_VISIT(t->context);
     Py_VISIT(t->waiter);
-    Py_VISIT(t->water_marks);
+    if (t->rare != NULL) {
+        Py_VISIT(t->rare->water_marks);
+    }
     return 0;
 }
 
@@ -485,7 +542,11 @@ fl_transport_clear(fl_transport *t)
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->context);
     Py_CLEAR(t->waiter);
-    Py_CLEAR(t->water_marks);
+    if (t->rare != NULL) {
+        Py_CLEAR(t->rare->water_marks);
+        PyMem_Free(t->rare);
+        t->rare = NULL;
+    }
 }
 
 /* ---- methods ---- */
@@ -592,8 +653,8 @@ PyObject *
 fl_transport_get_write_buffer_limits(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     fl_transport *t = fl_transport_of(self);
-    if (t->water_marks != NULL) {
-        return Py_NewRef(t->water_marks);
+    if (t->rare != NULL && t->rare->water_marks != NULL) {
+        return Py_NewRef(t->rare->water_marks);
     }
     return Py_BuildValue("(nn)", t->low_water, t->high_water);
 }
@@ -662,9 +723,16 @@ fl_transport_set_write_buffer_limits(PyObject *self, PyObject *args,
             goto done;
         }
     }
+    if (exact != NULL || t->rare != NULL) {
+        fl_transport_rare *rare = rare_of(t);
+        if (rare == NULL) {
+            Py_XDECREF(exact);
+            goto done;
+        }
+        Py_XSETREF(rare->water_marks, exact);
+    }
     t->high_water = hs;
     t->low_water = ls;
-    Py_XSETREF(t->water_marks, exact);
     if (fl_transport_maybe_pause_protocol(self, t) < 0) {
         goto done;
     }

@@ -21,6 +21,16 @@
 #include "core/errors.h"
 #include "core/fd.h"
 
+/* What few transports need, allocated on first use, so that an idle
+   connection does not pay for it: the file identity of a descriptor that
+   is not a socket object's, and exact water marks. */
+typedef struct fl_transport_rare {
+    dev_t fd_dev;               /* FL_FD_STAT: the file the fd was made on */
+    ino_t fd_ino;
+    PyObject *water_marks;      /* (low, high) as set, when one of them is
+                                   beyond a Py_ssize_t; else NULL */
+} fl_transport_rare;
+
 typedef struct {
     PyObject *extra;            /* get_extra_info()'s dict. First: a datagram
                                    transport's is asyncio's `_extra` slot */
@@ -31,22 +41,20 @@ typedef struct {
     PyObject *protocol;
     PyObject *context;          /* the loop's protocol callbacks run in it */
     PyObject *waiter;           /* woken once connection_made() ran */
-    PyObject *water_marks;      /* (low, high) as set, when one of them is
-                                   beyond a Py_ssize_t; else NULL */
+    struct fl_transport_rare *rare;     /* what few transports need, or NULL */
     ev_io rio, wio;             /* readable, writable */
     Py_ssize_t write_size;      /* get_write_buffer_size() */
     Py_ssize_t high_water, low_water;
     Py_ssize_t conn_lost;       /* >0 once connection_lost() is scheduled;
                                    counts the writes dropped after that */
-    ev_prepare guard;           /* one-shot, after a watcher started: the fd
-                                   is still the socket's when libev polls */
-    dev_t fd_dev;               /* FL_FD_STAT: the file the fd was made on */
-    ino_t fd_ino;
     int fd;
+    int guard_slot;             /* 1 + our index in the loop's fd_guard list
+                                   (a watcher started since the last poll:
+                                   see fl_transport_watch_start_checked); 0 */
+    short lost_errno;           /* fd_lost_entry's errno */
     char impl;                  /* FL_TRANSPORT_STREAM or _DATAGRAM */
     char fd_kind;               /* how fl_transport_fd_ok() knows the fd */
     char fd_lost_queued;        /* fd_lost_entry is in the ready queue */
-    int lost_errno;             /* ... with this errno */
     char closing;
     char paused;                /* pause_reading() */
     char protocol_paused;       /* protocol.pause_writing() was called */
