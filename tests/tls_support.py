@@ -11,7 +11,9 @@ close without close_notify, reset in the middle of a record), which no
 asyncio transport can be told to do.
 """
 import asyncio
+import gc
 import hashlib
+import os
 import socket
 import ssl
 import struct
@@ -120,15 +122,20 @@ class BioConn:
 
 
 class RawPeer:
-    """A listening socket whose one connection a thread serves with
-    ``script(sock)``; any exception of the script is re-raised by join()."""
+    """A thread that runs ``script(sock, peer)`` on one connection: the one
+    it accepts on its own listening socket (``addr``), or, with
+    ``connect_to``, the one it makes to that address.  join() re-raises
+    the script's exception, or returns its result."""
 
-    def __init__(self, script, family=socket.AF_INET):
-        self.listener = socket.socket(family, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(1)
-        self.listener.settimeout(PEER_TIMEOUT)
-        self.addr = self.listener.getsockname()
+    def __init__(self, script, connect_to=None):
+        self.listener = None
+        self.connect_to = connect_to
+        if connect_to is None:
+            self.listener = socket.socket()
+            self.listener.bind(("127.0.0.1", 0))
+            self.listener.listen(1)
+            self.listener.settimeout(PEER_TIMEOUT)
+            self.addr = self.listener.getsockname()
         self.script = script
         self.error = None
         self.result = None
@@ -138,7 +145,10 @@ class RawPeer:
 
     def _serve(self):
         try:
-            conn, _ = self.listener.accept()
+            if self.listener is not None:
+                conn, _ = self.listener.accept()
+            else:
+                conn = socket.create_connection(self.connect_to, PEER_TIMEOUT)
             conn.settimeout(PEER_TIMEOUT)
             try:
                 self.result = self.script(conn, self)
@@ -151,7 +161,8 @@ class RawPeer:
     def join(self):
         self.release.set()
         self.thread.join(PEER_TIMEOUT + 5)
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()
         assert not self.thread.is_alive(), "the raw peer thread hangs"
         if self.error is not None:
             raise self.error
@@ -231,3 +242,11 @@ class BufferedRecorder(Recorder, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes):
         assert 0 < nbytes <= len(self.buf)
         self._got(bytes(self.buf[:nbytes]))
+
+
+def open_fds(loop):
+    """Open fds, once the loop has run (it makes its own fds lazily) and
+    collected garbage (a leaked transport holds its socket)."""
+    loop.run_until_complete(asyncio.sleep(0))
+    gc.collect()
+    return len(os.listdir("/proc/self/fd"))
