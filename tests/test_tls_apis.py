@@ -54,8 +54,8 @@ def test_start_tls_both_sides(loop):
         assert await srv.line == b"STARTTLS"
         srv.transport.write(b"GO\n")
         assert await cli.line == b"GO"
-        # Both upgrade at once: the client's ClientHello may arrive before
-        # the server's start_tls runs; it must not be lost.
+        # Both upgrade at once (the server's start_tls takes over the
+        # transport in its first step, before the loop reads again).
         srv_tls, cli_tls = await asyncio.gather(
             loop.start_tls(srv.transport, srv, server_ctx(), server_side=True),
             loop.start_tls(plain_cli, cli, client_ctx(), server_hostname=""))
