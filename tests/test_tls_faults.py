@@ -53,6 +53,8 @@ def test_handshake_fails_on_certificate(loop, case, errors):
     else:
         assert "hostname" in exc.verify_message.lower(), exc
     assert all(p.events == [] for p in protos)
+    # The server's side of it (an SSLError, an OSError) is not reported.
+    assert errors == []
     assert open_fds(loop) == fds
 
 
@@ -118,6 +120,39 @@ def test_cancel_during_handshake_closes_the_connection(loop):
     # The peer got EOF (its recv loop ended), at most after an alert.
     assert rest == b"" or rest[:1] == b"\x15", rest[:10]
     assert seen == []
+    assert open_fds(loop) == fds
+
+
+@pytest.mark.parametrize("how", ["abort", "close"])
+def test_plain_transport_closed_during_start_tls(loop, how):
+    """The app aborts (or closes) the plain transport while start_tls
+    waits for the server's answer: asyncio's start_tls then returns None
+    (the waiter gets connection_lost's None), raises nothing and reports
+    nothing; the socket is closed."""
+    fds = open_fds(loop)
+
+    async def main():
+        seen = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        lsock = socket.create_server(("127.0.0.1", 0))
+        try:
+            tr, proto = await loop.create_connection(asyncio.Protocol,
+                                                     *lsock.getsockname())
+            conn, _ = lsock.accept()
+            task = loop.create_task(loop.start_tls(tr, proto, client_ctx(),
+                                                   server_hostname=""))
+            conn.setblocking(False)
+            hello = await asyncio.wait_for(loop.sock_recv(conn, 65536), 5)
+            assert hello[:1] == b"\x16"     # the ClientHello is out
+            getattr(tr, how)()
+            result = await asyncio.wait_for(task, 5)
+            conn.close()
+            await asyncio.sleep(0.02)
+            return result, seen, tr.is_closing()
+        finally:
+            lsock.close()
+
+    assert run(loop, main()) == (None, [], True)
     assert open_fds(loop) == fds
 
 
