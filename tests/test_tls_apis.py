@@ -6,13 +6,12 @@ import asyncio
 import hashlib
 import os
 import socket
-import ssl
 import tempfile
 
 import pytest
 
-from fl_support import run
-from tls_support import (Recorder, client_ctx, open_fds, payload, server_ctx,
+from fl_support import Recorder, run
+from tls_support import (client_ctx, open_fds, payload, server_ctx,
                          signed_server_ctx, verifying_client_ctx)
 
 

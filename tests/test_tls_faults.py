@@ -12,8 +12,8 @@ import ssl
 
 import pytest
 
-from fl_support import run
-from tls_support import (PEER_TIMEOUT, BioConn, RawPeer, Recorder,
+from fl_support import Recorder, run
+from tls_support import (PEER_TIMEOUT, BioConn, RawPeer,
                          client_ctx, open_fds, payload, reset_close,
                          server_ctx, signed_server_ctx, verifying_client_ctx)
 
@@ -158,6 +158,16 @@ def test_plain_transport_closed_during_start_tls(loop, how):
 
 # ---- hang-ups after the handshake ----
 
+async def connect_until_lost(loop, peer):
+    """Connect a Recorder to the RawPeer over TLS; wait until the
+    connection is lost and the peer's script ended: (protocol, exc)."""
+    _, cli = await loop.create_connection(lambda: Recorder(loop), *peer.addr,
+                                          ssl=client_ctx(), server_hostname="")
+    exc = await asyncio.wait_for(cli.lost, 10)
+    await loop.run_in_executor(None, peer.join)
+    return cli, exc
+
+
 def _send_then_close(body, close):
     def script(sock, peer):
         conn = BioConn(sock, server_ctx(), server_side=True)
@@ -174,12 +184,7 @@ def test_peer_closes_without_close_notify(loop):
     body = payload(200_000)
 
     async def main():
-        peer = RawPeer(_send_then_close(body, lambda s: s.close()))
-        _, cli = await loop.create_connection(lambda: Recorder(loop), *peer.addr,
-                                              ssl=client_ctx(), server_hostname="")
-        exc = await asyncio.wait_for(cli.lost, 10)
-        await loop.run_in_executor(None, peer.join)
-        return cli, exc
+        return await connect_until_lost(loop, RawPeer(_send_then_close(body, lambda s: s.close())))
 
     cli, exc = run(loop, main())
     assert exc is None
@@ -243,12 +248,7 @@ def test_peer_resets_mid_record(loop):
         return cut
 
     async def main():
-        peer = RawPeer(script)
-        _, cli = await loop.create_connection(lambda: Recorder(loop), *peer.addr,
-                                              ssl=client_ctx(), server_hostname="")
-        exc = await asyncio.wait_for(cli.lost, 10)
-        await loop.run_in_executor(None, peer.join)
-        return cli, exc
+        return await connect_until_lost(loop, RawPeer(script))
 
     cli, exc = run(loop, main())
     assert isinstance(exc, ConnectionResetError), repr(exc)

@@ -21,6 +21,8 @@ import threading
 
 import pytest
 
+from fl_support import Recorder
+
 test_utils = pytest.importorskip("test.test_asyncio.utils")
 
 # How long a RawPeer thread waits on its socket before giving up: a test
@@ -169,58 +171,9 @@ class RawPeer:
         return self.result
 
 
-class Recorder(asyncio.Protocol):
-    """An app protocol that records its callbacks ("made", "eof", "lost",
-    "pause", "resume") and the bytes it got; futures for made/eof/lost.
-
-    Plain ``asyncio.Protocol`` by default; ``Recorder.buffered(loop)`` is
-    the same as a BufferedProtocol with a small buffer (a memoryview:
-    see BufferedRecorder)."""
-
-    def __init__(self, loop, echo=False):
-        self.loop = loop
-        self.echo = echo
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.made = loop.create_future()
-        self.lost = loop.create_future()
-        self.eof = loop.create_future()
-        self.eof_result = None
-
-    def connection_made(self, tr):
-        self.events.append("made")
-        self.transport = tr
-        self.made.set_result(tr)
-
-    def data_received(self, data):
-        assert isinstance(data, bytes)
-        self._got(data)
-
-    def _got(self, data):
-        self.data += data
-        if self.echo:
-            self.transport.write(data)
-
-    def eof_received(self):
-        self.events.append("eof")
-        if not self.eof.done():
-            self.eof.set_result(None)
-        return self.eof_result
-
-    def pause_writing(self):
-        self.events.append("pause")
-
-    def resume_writing(self):
-        self.events.append("resume")
-
-    def connection_lost(self, exc):
-        self.events.append("lost")
-        self.lost.set_result(exc)
-
-    @staticmethod
-    def buffered(loop, echo=False, size=1000, view=True):
-        return BufferedRecorder(loop, echo, size, view)
+def buffered_recorder(loop, echo=False, size=1000, view=True):
+    """A Recorder that is a BufferedProtocol with a small buffer."""
+    return BufferedRecorder(loop, echo, size, view)
 
 
 class BufferedRecorder(Recorder, asyncio.BufferedProtocol):
