@@ -17,11 +17,18 @@
  * Written in C so that the client is not the bottleneck: the benchmark
  * measures the server. Errors go to stderr with exit status 1; a stall of
  * STALL_SECONDS without progress is an error, never a hang.
+ *
+ * Built with -DECHO_TLS (and -lssl -lcrypto) it speaks TLS over the same
+ * connections: a blocking handshake right after the connect, then the same
+ * epoll loop through SSL_write/SSL_read. The server's certificate is not
+ * verified (the benchmark's is self-signed); an echo run ends each
+ * connection with a close_notify, the idle run with a reset.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -33,6 +40,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef ECHO_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #define STALL_SECONDS 20
 #define READ_SIZE (256 * 1024)
@@ -41,6 +52,9 @@
 
 typedef struct {
     int fd;
+#ifdef ECHO_TLS
+    SSL *ssl;
+#endif
     long todo;          /* requests still to complete, the current one included */
     size_t sent;        /* bytes of the current message sent */
     size_t received;    /* bytes of its echo received */
@@ -54,6 +68,9 @@ static size_t msg_size;
 static int epfd;
 static double deadline;     /* CLOCK_MONOTONIC seconds; no new request after it */
 static long completed;      /* requests done, all connections together */
+#ifdef ECHO_TLS
+static SSL_CTX *tls_ctx;
+#endif
 
 static void
 die(const char *fmt, ...)
@@ -115,10 +132,49 @@ raise_fd_limit(long needed)
         die("cannot raise RLIMIT_NOFILE to %ld: %s", needed, strerror(errno));
 }
 
-/* A blocking connect (the kernel completes it from the listen backlog even
- * while the server is busy), then non-blocking for the epoll loop. */
+#ifdef ECHO_TLS
+static void
+die_tls(const char *what)
+{
+    char text[256];
+    unsigned long code = ERR_get_error();
+
+    ERR_error_string_n(code, text, sizeof(text));
+    die("%s: %s", what, code ? text : strerror(errno));
+}
+
+static void
+tls_init(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx)
+        die_tls("SSL_CTX_new");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    /* SSL_write returns what one record took, like send(); a retry after
+     * SSL_ERROR_WANT_WRITE passes the same bytes again. */
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+/* Did the last SSL call on c only lack data or room? Dies on anything else. */
 static int
-open_conn(const struct sockaddr_in *addr)
+tls_would_block(conn_t *c, int ret, const char *what)
+{
+    int err = SSL_get_error(c->ssl, ret);
+
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+        return 1;
+    if (err == SSL_ERROR_SYSCALL && errno == EINTR)
+        return 1;
+    die_tls(what);
+    return 0;
+}
+#endif
+
+/* A blocking connect (the kernel completes it from the listen backlog even
+ * while the server is busy) and, for TLS, handshake; then non-blocking for
+ * the epoll loop. */
+static void
+open_conn(conn_t *c, const struct sockaddr_in *addr)
 {
     int one = 1, fd;
 
@@ -129,9 +185,87 @@ open_conn(const struct sockaddr_in *addr)
         die("connect: %s", strerror(errno));
     /* Small messages must leave at once, as every asyncio transport does. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef ECHO_TLS
+    c->ssl = SSL_new(tls_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, fd))
+        die_tls("SSL_new");
+    if (SSL_connect(c->ssl) != 1)
+        die_tls("TLS handshake");
+#endif
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
         die("fcntl: %s", strerror(errno));
-    return fd;
+    c->fd = fd;
+}
+
+/* Close a connection: with a close_notify first (TLS), or with a reset. */
+static void
+close_conn(conn_t *c, int reset)
+{
+    if (reset) {
+        /* An orderly close would leave thousands of sockets in TIME_WAIT
+         * for a minute, and the next run's connects would crawl through
+         * the port space looking for a free port. */
+        struct linger abort_close = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+    }
+#ifdef ECHO_TLS
+    if (!reset)
+        SSL_shutdown(c->ssl);   /* sends close_notify; the answer is not awaited */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+#endif
+    close(c->fd);
+    c->fd = -1;
+}
+
+/* Bytes sent (> 0), or -1 when the kernel (or TLS) takes nothing now. */
+static ssize_t
+conn_send(conn_t *c, const void *buf, size_t len)
+{
+#ifdef ECHO_TLS
+    int n = SSL_write(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    tls_would_block(c, n, "SSL_write");
+    return -1;
+#else
+    for (;;) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            die("send: %s", strerror(errno));
+        return -1;
+    }
+#endif
+}
+
+/* Bytes received (> 0), 0 at the end of the stream, -1 when none are there. */
+static ssize_t
+conn_recv(conn_t *c, void *buf, size_t len)
+{
+#ifdef ECHO_TLS
+    int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    if (SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    tls_would_block(c, n, "SSL_read");
+    return -1;
+#else
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            die("recv: %s", strerror(errno));
+        return -1;
+    }
+#endif
 }
 
 static void
@@ -168,14 +302,9 @@ send_some(conn_t *c)
     int want_out;
 
     while (c->sent < msg_size) {
-        ssize_t n = send(c->fd, msg + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                die("send: %s", strerror(errno));
+        ssize_t n = conn_send(c, msg + c->sent, msg_size - c->sent);
+        if (n < 0)
             break;
-        }
         c->sent += (size_t)n;
     }
     want_out = c->sent < msg_size;
@@ -190,14 +319,9 @@ static int
 receive_some(conn_t *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, readbuf, READ_SIZE, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            die("recv: %s", strerror(errno));
-        }
+        ssize_t n = conn_recv(c, readbuf, READ_SIZE);
+        if (n < 0)
+            return 0;
         if (n == 0)
             die("the server closed a connection %ld request(s) early", c->todo);
         if (c->received + (size_t)n > c->sent)
@@ -232,7 +356,7 @@ run_echo(const struct sockaddr_in *addr, long nconns, long requests, double max_
     for (i = 0; i < (long)msg_size + 256; i++)
         pattern[i] = (unsigned char)i;
     for (i = 0; i < nconns; i++) {
-        conns[i].fd = open_conn(addr);
+        open_conn(&conns[i], addr);
         /* Spread the remainder so the total is exactly REQUESTS. */
         conns[i].todo = requests / nconns + (i < requests % nconns);
         conns[i].seq = (unsigned)i;
@@ -257,8 +381,7 @@ run_echo(const struct sockaddr_in *addr, long nconns, long requests, double max_
                 send_some(c);
             if ((events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && receive_some(c)) {
                 /* Closing unregisters it; later events of this batch skip it. */
-                close(c->fd);
-                c->fd = -1;
+                close_conn(c, 0);
                 active--;
             }
         }
@@ -289,17 +412,17 @@ run_idle(const struct sockaddr_in *addr, long nconns)
         long waiting = end - start;
 
         for (i = start; i < end; i++) {
-            conns[i].fd = open_conn(addr);
-            if (send(conns[i].fd, &byte, 1, MSG_NOSIGNAL) != 1)
-                die("send: %s", strerror(errno));
+            open_conn(&conns[i], addr);
+            if (conn_send(&conns[i], &byte, 1) != 1)
+                die("could not send the first byte");
             watch(&conns[i], EPOLL_CTL_ADD);
         }
         while (waiting > 0) {
             int n = wait_events(events, 64);
             for (int k = 0; k < n; k++) {
                 conn_t *c = events[k].data.ptr;
-                ssize_t got = recv(c->fd, line, sizeof(line), 0);
-                if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                ssize_t got = conn_recv(c, line, sizeof(line));
+                if (got < 0)
                     continue;
                 if (got != 1 || line[0] != byte)
                     die("bad echo of the first byte (%zd bytes)", got);
@@ -314,14 +437,8 @@ run_idle(const struct sockaddr_in *addr, long nconns)
     fflush(stdout);
     while (read(0, line, sizeof(line)) > 0)
         ;
-    for (i = 0; i < nconns; i++) {
-        /* Close with a reset: an orderly close would leave thousands of
-         * sockets in TIME_WAIT for a minute, and the next run's connects
-         * would crawl through the port space looking for a free port. */
-        struct linger abort_close = {1, 0};
-        setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
-        close(conns[i].fd);
-    }
+    for (i = 0; i < nconns; i++)
+        close_conn(&conns[i], 1);
     printf("{\"closed\": %ld}\n", nconns);
     return 0;
 }
@@ -343,6 +460,9 @@ main(int argc, char **argv)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         die("epoll_create1: %s", strerror(errno));
+#ifdef ECHO_TLS
+    tls_init();
+#endif
     if (strcmp(argv[1], "echo") == 0 && argc == 8) {
         msg_size = (size_t)parse_long(argv[5], "message size", 1);
         return run_echo(&addr, nconns, parse_long(argv[6], "request count", 0),

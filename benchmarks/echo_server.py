@@ -11,13 +11,19 @@ connection). Each serves on a listening socket the caller made (so no
 getaddrinfo, no executor thread) and echoes every byte back, the way a real
 program of that style would: no tricks a loop could be tuned for.
 
+With a TLS context (tls_server_context(): the self-signed certificate in
+tls_cert.pem) the create_server styles serve over TLS; the connection
+counts once its handshake is done.
+
 The Tracker counts the server's open connections and collects the first
 error any part of the server meets, so a loop that fails (a
 NotImplementedError of a method not written yet included) ends the run with
 that error instead of leaving the load client waiting.
 """
 import asyncio
+import os
 import socket
+import ssl
 
 STYLES = ("protocol", "buffered", "streams", "sock")
 
@@ -26,6 +32,15 @@ READ_SIZE = 64 * 1024
 # Servers listen again with their own backlog (100 unless told): a burst of
 # connections beyond it has SYNs dropped and retried a second later.
 BACKLOG = 4096
+# A self-signed certificate for 'localhost' and its key (RSA 2048), made
+# for the benchmarks only.
+TLS_CERT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_cert.pem")
+
+
+def tls_server_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(TLS_CERT)
+    return ctx
 
 
 class Tracker:
@@ -128,18 +143,19 @@ class EchoBufferedProtocol(asyncio.BufferedProtocol):
         self.tracker.closed()
 
 
-async def _start_protocol(loop, sock, tracker):
-    return await loop.create_server(lambda: EchoProtocol(tracker), sock=sock, backlog=BACKLOG)
+async def _start_protocol(loop, sock, tracker, tls=None):
+    return await loop.create_server(lambda: EchoProtocol(tracker), sock=sock, backlog=BACKLOG,
+                                    ssl=tls)
 
 
-async def _start_buffered(loop, sock, tracker):
+async def _start_buffered(loop, sock, tracker, tls=None):
     return await loop.create_server(lambda: EchoBufferedProtocol(tracker), sock=sock,
-                                    backlog=BACKLOG)
+                                    backlog=BACKLOG, ssl=tls)
 
 
 # -- streams ------------------------------------------------------------------
 
-async def _start_streams(loop, sock, tracker):
+async def _start_streams(loop, sock, tracker, tls=None):
     async def handle(reader, writer):
         tracker.opened()
         try:
@@ -155,7 +171,7 @@ async def _start_streams(loop, sock, tracker):
             writer.close()
             tracker.closed()
 
-    return await asyncio.start_server(handle, sock=sock, backlog=BACKLOG)
+    return await asyncio.start_server(handle, sock=sock, backlog=BACKLOG, ssl=tls)
 
 
 # -- sock_* -------------------------------------------------------------------
@@ -211,7 +227,9 @@ class SockServer:
         self.sock.close()
 
 
-async def _start_sock(loop, sock, tracker):
+async def _start_sock(loop, sock, tracker, tls=None):
+    if tls is not None:
+        raise ValueError("the sock style has no TLS")
     server = SockServer(loop, sock, tracker)
     # A loop without sock_accept fails on the accept task's first step: say
     # so now rather than after the client has connected.
@@ -228,9 +246,10 @@ _STARTERS = {
 }
 
 
-async def start(style, loop, sock, tracker):
-    """Serve echo on the listening socket `sock` in the given style."""
-    return await _STARTERS[style](loop, sock, tracker)
+async def start(style, loop, sock, tracker, tls=None):
+    """Serve echo on the listening socket `sock` in the given style (over
+    TLS with an SSLContext)."""
+    return await _STARTERS[style](loop, sock, tracker, tls=tls)
 
 
 def listening_socket(backlog=BACKLOG):

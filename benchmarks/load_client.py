@@ -8,6 +8,11 @@ benchmarks/echo_client.py, an epoll client in Python that takes the same
 arguments and prints the same JSON, but is slower and may then be the
 bottleneck (the results say which client ran, and how busy it was).
 
+The TLS load client is the same source built with -DECHO_TLS against
+OpenSSL (libssl-dev on Debian; scripts/bench installs it). It has no Python
+fallback: a Python client would run the very ssl module whose cost is being
+measured on the server side.
+
 ClientProcess reads the client's stdout through the event loop under test
 (add_reader on the pipe), so the server keeps serving while it waits.
 """
@@ -33,33 +38,40 @@ def _compiler():
     return None
 
 
-def _build_c_client():
+def build_c_client(tls=False):
     """Path of the compiled client, building it if needed; None without a compiler."""
     cc = _compiler()
     if cc is None:
         return None
+    flags, libs = (["-DECHO_TLS"], ["-lssl", "-lcrypto"]) if tls else ([], [])
     with open(C_SOURCE, "rb") as f:
-        digest = hashlib.sha1(f.read() + cc.encode()).hexdigest()[:16]
+        digest = hashlib.sha1(f.read() + cc.encode() + repr(flags).encode()).hexdigest()[:16]
     cache = os.path.join(tempfile.gettempdir(), f"fastloop-bench-{os.getuid()}")
-    binary = os.path.join(cache, f"echo_client-{digest}")
+    binary = os.path.join(cache, f"echo_client{'-tls' if tls else ''}-{digest}")
     if os.path.exists(binary):
         return binary
     os.makedirs(cache, exist_ok=True)
     # Build under a private name, then rename: a concurrent run never sees
     # half a binary.
     partial = f"{binary}.{os.getpid()}.tmp"
-    proc = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-o", partial, C_SOURCE],
+    proc = subprocess.run([cc, "-O2", "-Wall", "-Wextra", *flags, "-o", partial, C_SOURCE, *libs],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{cc} could not build the load client:\n{proc.stderr}")
+        hint = " (the TLS client needs OpenSSL's headers: libssl-dev)" if tls else ""
+        raise RuntimeError(f"{cc} could not build the load client{hint}:\n{proc.stderr}")
     os.replace(partial, binary)
     return binary
 
 
-def client_command():
-    """(argv prefix, kind): kind is "c" or "python-epoll"."""
+def client_command(tls=False):
+    """(argv prefix, kind): kind is "c", "c-openssl" or "python-epoll"."""
+    if tls:
+        binary = build_c_client(tls=True)
+        if binary is None:
+            raise RuntimeError("the TLS load client needs a C compiler ($CC, gcc or cc)")
+        return [binary], "c-openssl"
     if os.environ.get("FASTLOOP_BENCH_CLIENT") != "python":
-        binary = _build_c_client()
+        binary = build_c_client()
         if binary is not None:
             return [binary], "c"
     return [sys.executable, PY_CLIENT], "python-epoll"
@@ -68,9 +80,9 @@ def client_command():
 class ClientProcess:
     """A running load client whose stdout lines (JSON objects) the loop collects."""
 
-    def __init__(self, loop, args):
+    def __init__(self, loop, args, tls=False):
         self.loop = loop
-        prefix, self.kind = client_command()
+        prefix, self.kind = client_command(tls)
         # stderr to a file: the client may die with a long message while the
         # loop is not reading, and a full pipe would block it.
         self._stderr = tempfile.TemporaryFile()

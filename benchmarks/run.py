@@ -7,7 +7,8 @@
 timer and task workloads), "net" (the network suite: echo servers in four
 styles and three message sizes, and 10,000 idle connections; about five minutes
 more), "proc" (subprocesses: spawning `true` and 100 MiB through `cat`),
-"echo" (the echo servers only) and "all". So `--only net` runs the
+"echo" (the echo servers only), "tls" (TLS echo at 1 and 64 KiB and 1,000
+idle TLS connections) and "all". So `--only net` runs the
 network suite, `--only all` everything, `--only core,idle_conns` mixes.
 
 Each (workload, loop) run is a fresh subprocess (python -m benchmarks.workloads),

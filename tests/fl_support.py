@@ -87,3 +87,50 @@ PY310 = sys.version_info[:2] == (3, 10)
 PY311 = sys.version_info >= (3, 11)
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
+
+
+class Recorder(asyncio.Protocol):
+    """An app protocol that records its callbacks ("made", "eof", "lost",
+    "pause", "resume") and the bytes it got (echoing them when `echo` is
+    set); futures for made/eof/lost; eof_received returns `eof_result`."""
+
+    def __init__(self, loop, echo=False):
+        self.loop = loop
+        self.echo = echo
+        self.events = []
+        self.data = bytearray()
+        self.transport = None
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+        self.eof = loop.create_future()
+        self.eof_result = None
+
+    def connection_made(self, tr):
+        self.events.append("made")
+        self.transport = tr
+        self.made.set_result(tr)
+
+    def data_received(self, data):
+        assert isinstance(data, bytes)
+        self._got(data)
+
+    def _got(self, data):
+        self.data += data
+        if self.echo:
+            self.transport.write(data)
+
+    def eof_received(self):
+        self.events.append("eof")
+        if not self.eof.done():
+            self.eof.set_result(None)
+        return self.eof_result
+
+    def pause_writing(self):
+        self.events.append("pause")
+
+    def resume_writing(self):
+        self.events.append("resume")
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)

@@ -9,54 +9,12 @@ import sys
 
 import pytest
 
-from fl_support import run
+from fl_support import Recorder, run
 
 
 def open_fds():
     gc.collect()
     return len(os.listdir("/proc/self/fd"))
-
-
-class Recorder(asyncio.Protocol):
-    """Records every callback; echoes when `echo` is set."""
-
-    def __init__(self, loop, echo=False):
-        self.loop = loop
-        self.echo = echo
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.made = loop.create_future()
-        self.lost = loop.create_future()
-        self.eof = loop.create_future()
-        self.eof_result = None
-
-    def connection_made(self, tr):
-        self.events.append("made")
-        self.transport = tr
-        self.made.set_result(tr)
-
-    def data_received(self, data):
-        assert isinstance(data, bytes)
-        self.data += data
-        if self.echo:
-            self.transport.write(data)
-
-    def eof_received(self):
-        self.events.append("eof")
-        if not self.eof.done():
-            self.eof.set_result(None)
-        return self.eof_result
-
-    def pause_writing(self):
-        self.events.append("pause")
-
-    def resume_writing(self):
-        self.events.append("resume")
-
-    def connection_lost(self, exc):
-        self.events.append("lost")
-        self.lost.set_result(exc)
 
 
 class BufRecorder(asyncio.BufferedProtocol):
