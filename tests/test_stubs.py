@@ -85,12 +85,19 @@ def _runtime_public(module):
             if not isinstance(getattr(module, n, None), types.ModuleType)}
 
 
-def _has(obj, name):
+def _get(obj, name, *default):
     # fastloop.EventLoopPolicy warns on 3.14+ (asyncio's policies are
     # deprecated there); existing is all that is asked here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return hasattr(obj, name)
+        return getattr(obj, name, *default)
+
+
+_MISSING = object()
+
+
+def _has(obj, name):
+    return _get(obj, name, _MISSING) is not _MISSING
 
 
 # --- the names ---
@@ -125,8 +132,8 @@ def test_stub_class_members_match_runtime(module_name, class_name, node):
     """Each member a stub class declares exists at runtime; each public
     member the runtime class defines itself is declared in the stub, unless
     it overrides an asyncio base class's member (typeshed types those)."""
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if inspect.isclass(cls) is False:
+    cls = _get(importlib.import_module(module_name), class_name)
+    if not inspect.isclass(cls):
         pytest.fail(f"{module_name}.{class_name} is not a class at runtime")
     declared = _public(_defined_names(node.body))
     assert {n for n in declared if not _has(cls, n)} == set(), \
