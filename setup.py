@@ -1,4 +1,5 @@
 """Build fastloop._core: one C extension from src/**/*.c linked with the system libev."""
+import ast
 import glob
 import os
 import sys
@@ -16,6 +17,19 @@ were not found. Install them, then build again:
     Alpine:         apk add libev-dev
     macOS:          brew install libev
 """
+
+
+def _read_version():
+    """__version__ from fastloop/_version.py, read as text: importing the
+    package would need the very extension this script builds."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastloop", "_version.py")
+    with open(path, encoding="utf-8") as f:
+        module = ast.parse(f.read(), path)
+    for node in module.body:
+        if (isinstance(node, ast.Assign)
+                and [getattr(t, "id", None) for t in node.targets] == ["__version__"]):
+            return ast.literal_eval(node.value)
+    raise RuntimeError(f"no __version__ = '...' line in {path}")
 
 
 def _include_dirs():
@@ -47,6 +61,7 @@ if os.environ.get("FASTLOOP_DEBUG"):
     extra_compile_args += ["-O0", "-g", "-UNDEBUG"]
 
 setup(
+    version=_read_version(),
     ext_modules=[
         Extension(
             "fastloop._core",

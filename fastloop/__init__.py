@@ -10,10 +10,10 @@ import sys as _sys
 
 from . import _core, _helpers, _introspection
 from ._loop import Loop
+from ._version import __version__
 
 __all__ = ("Loop", "new_event_loop", "run", "Handle", "TimerHandle", "Future",
            "Task")
-__version__ = "0.1.0"
 
 # The policy API follows asyncio's: deprecated on 3.14 and 3.15 (asyncio's
 # policy classes left its __all__ then; its functions warn when called),
