@@ -103,10 +103,10 @@ def pytest_report_header(config):
     return [f"fastloop {__version__}: " + "; ".join(config.stash.get(_HOW, []))]
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, trylast=True)
 def pytest_asyncio_loop_factories(config, item):
-    # firstresult: a project's own hook (its conftest is registered later,
-    # so it is asked first) wins when it returns factories.
+    # firstresult, and this implementation is asked last: a project's own
+    # hook that returns factories wins.
     return {"fastloop": new_event_loop}
 
 
