@@ -70,7 +70,10 @@ def pytest_configure(config):
     undo = contextlib.ExitStack()
     how = []
     plugins = config.pluginmanager
-    if hasattr(plugins.hook, _FACTORY_HOOK):
+    # pytest-asyncio 1.4+ declares the hook; our own implementation of it
+    # makes a hook caller appear either way, so ask for the declaration.
+    factory_hook = getattr(plugins.hook, _FACTORY_HOOK, None)
+    if factory_hook is not None and factory_hook.has_spec():
         how.append("pytest-asyncio through its loop factory hook")
     elif _has_pytest_asyncio(plugins):
         if not hasattr(asyncio, "set_event_loop_policy"):

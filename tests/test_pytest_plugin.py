@@ -8,7 +8,9 @@ it was fastloop.Loop with `-p fastloop.pytest_plugin` and with `--fastloop`
 not without them. The baseline is asyncio's own loop: the same suite run
 without the plugin.
 """
+import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,9 +155,10 @@ def _entry_point_site(tmp_path):
     return str(tmp_path / "site")
 
 
-def _run_suite(tmp_path, files, args):
-    """Run pytest on `files` (name -> source) in a fresh process; return
-    (process, {what: (ours, class name)})."""
+def _run_suite(tmp_path, files, args, path=()):
+    """Run pytest on `files` (name -> source) in a fresh process, with the
+    directories `path` first on sys.path; return (process, {what: (ours,
+    class name)})."""
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "_record.py").write_text(RECORD_HELPER)
@@ -168,7 +171,7 @@ def _run_suite(tmp_path, files, args):
     env = subprocess_env()
     for name in ("PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS"):
         env.pop(name, None)
-    env["PYTHONPATH"] = os.pathsep.join([_entry_point_site(tmp_path), str(suite),
+    env["PYTHONPATH"] = os.pathsep.join([*path, _entry_point_site(tmp_path), str(suite),
                                          env["PYTHONPATH"]])
     env["FL_LOOP_RECORD"] = str(record)
     proc = subprocess.run(
@@ -227,6 +230,34 @@ def test_tests_that_choose_their_loop_keep_it(tmp_path):
     assert set(seen) == expected, describe(proc)
     for what, (ours, cls) in seen.items():
         assert not ours and "Selector" in cls, f"{what} ran on {cls}"
+
+
+@pytest.mark.skipif(tomllib is None, reason="needs tomllib")
+@pytest.mark.skipif(not hasattr(asyncio, "set_event_loop_policy"),
+                    reason="no event loop policies on this Python")
+def test_pytest_asyncio_before_the_loop_factory_hook(tmp_path):
+    # pytest-asyncio before 1.4 has no pytest_asyncio_loop_factories: the
+    # plugin goes through the policy. That version comes from PyPI into a
+    # directory of its own, put before the installed one.
+    pytest.importorskip("pytest_asyncio")
+    old = tmp_path / "old-pytest-asyncio"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "--no-deps", "--target", str(old), "pytest-asyncio>=1.0,<1.4"],
+        capture_output=True, text=True, timeout=120)
+    if pip.returncode != 0:
+        pytest.skip(f"pytest-asyncio<1.4 could not be installed: {pip.stderr[-300:]}")
+    proc, seen = _run_suite(tmp_path, {"test_pytest_asyncio.py": SUITES["pytest_asyncio"][1]},
+                            ["-v", "--fastloop"], path=[str(old)])
+    assert proc.returncode == 0, describe(proc)
+    used = re.search(r"plugins: .*\basyncio-(\d+)\.(\d+)", proc.stdout)
+    assert used and (int(used[1]), int(used[2])) < (1, 4), describe(proc)
+    assert "pytest-asyncio through the event loop policy" in proc.stdout, describe(proc)
+    # (Those versions warn themselves on 3.14+, at import: not fastloop's.)
+    _, _, warned = proc.stdout.partition("warnings summary")
+    assert "fastloop" not in warned, describe(proc)
+    assert set(seen) == {f"pytest_asyncio:{w}" for w in EXPECTED["pytest_asyncio"]}
+    assert all(ours for ours, _ in seen.values()), seen
 
 
 def _importable(name):
