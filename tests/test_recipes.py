@@ -114,7 +114,8 @@ def _env(cwd):
     # The app's directory first, then the checkout (for fastloop).
     env = subprocess_env()
     env["PYTHONPATH"] = os.pathsep.join([str(cwd), env["PYTHONPATH"]])
-    env["HOME"] = str(cwd)      # nothing a server writes lands in ~
+    env["HOME"] = str(cwd)      # nothing a server writes lands in ~ ...
+    env.pop("XDG_RUNTIME_DIR", None)    # ... or in the session's runtime dir
     return env
 
 
@@ -232,7 +233,7 @@ def test_gunicorn_with_a_fastloop_uvicorn_worker(app_dir):
            "--workers", "2", "--bind", "127.0.0.1:{port}"]
     from gunicorn.config import KNOWN_SETTINGS
     if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
-        cmd.append("--no-control-socket")   # where gunicorn has one: no ~/.gunicorn socket
+        cmd.append("--no-control-socket")   # gunicorn 25.1+: no control socket
     with serving(cmd, app_dir) as server:
         # Either worker may answer; each runs the same class, so two
         # answers show the same loop.
