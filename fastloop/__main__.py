@@ -7,6 +7,7 @@ import runpy
 import sys
 
 from ._policy import set_policy
+from ._server_targets import adjust
 from ._version import __version__
 
 USAGE = "usage: python -m fastloop SCRIPT [ARGS...] | -m MODULE [ARGS...]"
@@ -24,7 +25,7 @@ policy), then SCRIPT runs as `python SCRIPT` would run it, or MODULE as
 makes with asyncio.run(), asyncio.Runner or asyncio.new_event_loop() is a
 fastloop.Loop. A program that chooses its own loop (a loop_factory, or a
 server with its own loop option) keeps its choice: give it
-fastloop.new_event_loop there instead.
+fastloop.new_event_loop there instead (two servers are seen to, below).
 
 arguments:
   SCRIPT      a Python file, run as __main__
@@ -35,6 +36,14 @@ arguments:
 options:
   --version   print fastloop's version and exit
   -h, --help  print this help and exit
+
+Servers that choose their own loop (said on stderr when it happens):
+  uvicorn     its --loop auto picks uvloop or asyncio's loop, never the
+              policy: with no --loop given, fastloop adds
+              --loop fastloop:new_event_loop
+  hypercorn   its worker processes start without fastloop: with no
+              --workers given, fastloop adds --workers 0 (serve in this
+              process)
 
 In code instead: fastloop.run(main()), or on 3.12+
 asyncio.run(main(), loop_factory=fastloop.new_event_loop).
@@ -56,10 +65,10 @@ def main(argv):
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)
             return 2
-        sys.argv = argv[1:]
+        sys.argv = [argv[1], *adjust(argv[1], argv[2:])]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
-        sys.argv = argv
+        sys.argv = [argv[0], *adjust(argv[0], argv[1:])]
         sys.path.insert(0, __import__("os").path.dirname(argv[0]) or ".")
         runpy.run_path(argv[0], run_name="__main__")
     return 0

@@ -1,5 +1,6 @@
 """fastloop.EventLoopPolicy, for code that still goes through policies."""
 import asyncio
+import contextlib
 import sys
 import warnings
 
@@ -56,10 +57,31 @@ def _deprecated(name):
 def set_policy():
     """Install EventLoopPolicy without the policy system's own deprecation
     warnings (3.14 deprecates set_event_loop_policy itself)."""
+    _swap_policy(EventLoopPolicy())
+
+
+@contextlib.contextmanager
+def policy_installed():
+    """EventLoopPolicy for the duration of the block, then the policy that
+    was there before (for the pytest plugin: unittest before 3.13 and
+    pytest-asyncio before 1.4 reach the loop only through the policy)."""
+    previous = _swap_policy(EventLoopPolicy())
+    try:
+        yield
+    finally:
+        _swap_policy(previous)
+
+
+def _swap_policy(policy):
+    """Set the policy, return the previous one; no deprecation warnings."""
+    getter = getattr(asyncio.events, "_get_event_loop_policy", None)
     setter = getattr(asyncio.events, "_set_event_loop_policy", None)
-    if setter is not None:      # 3.14+: the public setter warns
-        setter(EventLoopPolicy())
-        return
+    if getter is not None and setter is not None:   # 3.14+: the public API warns
+        previous = getter()
+        setter(policy)
+        return previous
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(EventLoopPolicy())
+        previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(policy)
+    return previous
