@@ -3,7 +3,8 @@ python of a fresh venv, inside a tree that has no libev and no compiler.
 
 It imports fastloop from the venv, runs a small TCP echo on a fastloop loop,
 and checks with ldd that fastloop._core loads the libev bundled in the wheel
-(fastloop.libs/), not a system one. Prints one summary line; exits non-zero
+(fastloop.libs/), not a system one, and that the wheel declares the pytest
+plugin's entry point (what `pytest --fastloop` finds). Prints one summary line; exits non-zero
 with the reason on any failure.
 """
 import asyncio
@@ -74,6 +75,10 @@ def main():
                              capture_output=True, text=True, check=True).stdout.strip()
     if version != f"fastloop {fastloop.__version__}":
         fail(f"python -m fastloop --version printed {version!r}")
+    from importlib.metadata import entry_points
+    plugin = [ep.value for ep in entry_points(group="pytest11") if ep.name == "fastloop"]
+    if plugin != ["fastloop.pytest_plugin:flag_plugin"]:
+        fail(f"the wheel's pytest11 entry point for fastloop is {plugin}")
     print(f"ok: CPython {sys.version.split()[0]}, {version}, libev "
           "%d.%d" % fastloop._core.libev_version(),
           f"from {os.path.relpath(libev, site_packages)}, TCP echo on fastloop.Loop")
