@@ -423,6 +423,27 @@ mark_cmp(FlTLS *self, Py_ssize_t size, int mark, int ge)
     return r;
 }
 
+/* asyncio's `if size >= high and not paused: <pause> elif size <= low
+   and paused: <resume>`, both comparisons made as asyncio makes them. */
+enum { MARKS_KEEP, MARKS_PAUSE, MARKS_RESUME };
+
+static int
+marks_decide(FlTLS *self, Py_ssize_t size, int high, int low, char paused)
+{
+    int over = mark_cmp(self, size, high, 1);
+    if (over < 0) {
+        return -1;
+    }
+    if (over && !paused) {
+        return MARKS_PAUSE;
+    }
+    int under = mark_cmp(self, size, low, 0);
+    if (under < 0) {
+        return -1;
+    }
+    return under && paused ? MARKS_RESUME : MARKS_KEEP;
+}
+
 /* The app protocol's pause_writing()/resume_writing(): a failure is
    reported, as asyncio's _control_app_writing does. */
 static int
@@ -464,25 +485,20 @@ control_app_writing(FlTLS *self, Py_ssize_t out_pending)
         }
     }
     Py_ssize_t size = out_pending + self->write_buffer_size;
-    int over = mark_cmp(self, size, OUT_HIGH, 1);
-    if (over < 0) {
-        return -1;
-    }
-    if (over && !self->app_writing_paused) {
+    switch (marks_decide(self, size, OUT_HIGH, OUT_LOW, self->app_writing_paused)) {
+    case MARKS_PAUSE:
         self->app_writing_paused = 1;
         return call_app_writing(self, str_pause_writing,
                                 "protocol.pause_writing() failed");
-    }
-    if (over || !self->app_writing_paused) {
+    case MARKS_RESUME:
+        self->app_writing_paused = 0;
+        return call_app_writing(self, str_resume_writing,
+                                "protocol.resume_writing() failed");
+    case MARKS_KEEP:
         return 0;
+    default:
+        return -1;
     }
-    int under = mark_cmp(self, size, OUT_LOW, 0);
-    if (under <= 0) {
-        return under;
-    }
-    self->app_writing_paused = 0;
-    return call_app_writing(self, str_resume_writing,
-                            "protocol.resume_writing() failed");
 }
 
 /* asyncio's _control_ssl_reading; in_pending as out_pending above. */
@@ -495,25 +511,20 @@ control_ssl_reading(FlTLS *self, Py_ssize_t in_pending)
             return -1;
         }
     }
-    int over = mark_cmp(self, in_pending, IN_HIGH, 1);
-    if (over < 0) {
-        return -1;
-    }
     PyObject *name;
-    if (over && !self->ssl_reading_paused) {
+    switch (marks_decide(self, in_pending, IN_HIGH, IN_LOW, self->ssl_reading_paused)) {
+    case MARKS_PAUSE:
         self->ssl_reading_paused = 1;
         name = str_pause_reading;
-    }
-    else if (over || !self->ssl_reading_paused) {
-        return 0;
-    }
-    else {
-        int under = mark_cmp(self, in_pending, IN_LOW, 0);
-        if (under <= 0) {
-            return under;
-        }
+        break;
+    case MARKS_RESUME:
         self->ssl_reading_paused = 0;
         name = str_resume_reading;
+        break;
+    case MARKS_KEEP:
+        return 0;
+    default:
+        return -1;
     }
     PyObject *transport = Py_NewRef(or_none(self->transport));
     PyObject *r = fl_call_method0(transport, name);
