@@ -290,3 +290,23 @@ def test_write_buffer_size_with_big_writes(loop):
     got, size = run(loop, main(), timeout=30)
     assert size == 0
     assert got == big + b"".join(parts)
+
+
+def test_writelines_item_without_len(loop, errors):
+    """writelines([1]): asyncio queues the item before measuring it, so the
+    TypeError of len() propagates and the item stays queued; the next
+    write() then fails to encrypt it and ends the connection with a fatal
+    error. fastloop keeps that order."""
+    async def main():
+        srv, cli, server = await tls_pair(loop)
+        with pytest.raises(TypeError):
+            cli.transport.writelines([1])
+        cli.transport.write(b"next")
+        exc = await asyncio.wait_for(cli.lost, 5)
+        server.close()
+        await server.wait_closed()
+        return exc
+
+    exc = run(loop, main())
+    assert isinstance(exc, TypeError)
+    assert [e["message"] for e in errors] == ["Fatal error on SSL protocol"]

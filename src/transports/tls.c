@@ -684,8 +684,12 @@ write_appdata(FlTLS *self, PyObject *list_of_data)
     }
     PyObject *data;
     while ((data = PyIter_Next(it)) != NULL) {
-        Py_ssize_t len = PyObject_Size(data);
-        int r = len < 0 ? -1 : backlog_append(self, data, len);
+        /* appended, then measured: an item without a len() stays queued
+           when its TypeError propagates, as in asyncio */
+        int r = backlog_append(self, data, 0);
+        Py_ssize_t len = r < 0 ? -1 : PyObject_Size(data);
+        r = len < 0 ? -1 : 0;
+        self->write_buffer_size += len < 0 ? 0 : len;
         Py_DECREF(data);
         if (r < 0) {
             Py_DECREF(it);
