@@ -686,34 +686,40 @@ do_read_watch_failed(PyObject *self, PyObject *Py_UNUSED(arg))
     return watch_failed(self, read_error_message(ST(self)));
 }
 
-/* A protocol that takes its bytes in C (fl_stream_direct_protocol): the
-   read lands in read_buf and goes to it at once, where a BufferedProtocol
-   would be asked for a buffer and told of it through two Python calls.
-   Errors are reported as buffer_updated()'s would be. */
+/* A BufferedProtocol that takes its bytes in C (fl_stream_direct_protocol):
+   read_buffered() without the two Python calls, get_buffer() and
+   buffer_updated(); errors are reported as theirs would be. */
 static int
 read_direct(PyObject *self)
 {
     FlStream *s = ST(self);
-    ssize_t n = io_read(s, read_buf, sizeof(read_buf));
+    PyObject *protocol = Py_NewRef(s->tr.protocol);
+    Py_ssize_t len;
+    int rc = 0;
+    char *buf = direct_protocol->get_buffer(protocol, &len);
+    if (buf == NULL) {
+        rc = read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
+        goto done;
+    }
+    ssize_t n = io_read(s, buf, (size_t)len);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            PyObject *exc = errno_exception(errno);
+            rc = fatal_error(self, exc, read_error_message(s));
+            Py_DECREF(exc);
         }
-        PyObject *exc = errno_exception(errno);
-        int rc = fatal_error(self, exc, read_error_message(s));
-        Py_DECREF(exc);
-        return rc;
+        goto done;
     }
     if (n == 0) {
-        return on_eof(self);
+        rc = on_eof(self);
+        goto done;
     }
-    PyObject *protocol = Py_NewRef(s->tr.protocol);
-    int rc = direct_protocol->received(protocol, read_buf, n);
+    if (direct_protocol->buffer_updated(protocol, n) < 0) {
+        rc = protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
+    }
+done:
     Py_DECREF(protocol);
-    if (rc < 0) {
-        return protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
-    }
-    return 0;
+    return rc;
 }
 
 static int

@@ -27,9 +27,12 @@ typedef struct {
     /* Does this protocol take the C path? Asked when the protocol is set;
        -1 with an error. */
     int (*accepts)(PyObject *protocol);
-    /* buffer_updated() with these bytes (which it must copy): 0, or -1
-       with the error the protocol raised. */
-    int (*received)(PyObject *protocol, const char *buf, Py_ssize_t n);
+    /* get_buffer(): where to receive, *len bytes; valid until
+       buffer_updated() if no Python code runs in between. NULL with the
+       error the protocol raised. */
+    char *(*get_buffer)(PyObject *protocol, Py_ssize_t *len);
+    /* buffer_updated(n): 0, or -1 with the error the protocol raised. */
+    int (*buffer_updated)(PyObject *protocol, Py_ssize_t n);
 } fl_stream_direct_protocol;
 
 void fl_stream_register_direct(const fl_stream_direct_protocol *impl);

@@ -1085,20 +1085,39 @@ after_feed(FlTLS *self)
     }
 }
 
-/* incoming.write(ptr[:n]) and what follows: the stream transport's C
-   entry (fl_stream_direct_protocol.received). */
+/* buffer_updated(n): incoming.write(scratch[:n]) (n as slicing has it),
+   then what the state asks for. The ciphertext was received into the
+   loop's scratch, not a buffer of the process: making the memoryview may
+   run the cyclic GC, whose finalizers may let another thread (and its
+   loop) in before the bytes are in the BIO. */
 static int
-feed(PyObject *op, const char *ptr, Py_ssize_t n)
+feed(FlTLS *self, Py_ssize_t n)
 {
-    FlTLS *self = (FlTLS *)op;
-    PyObject *view = PyMemoryView_FromMemory((char *)ptr, n, PyBUF_READ);
-    if (view == NULL) {
+    PyObject *scratch = scratch_of(self);
+    if (scratch == NULL) {
         return -1;
     }
-    PyObject *incoming = Py_NewRef(or_none(self->incoming));
-    PyObject *r = bio_call(incoming, bio_write, str_write, view);
-    Py_DECREF(incoming);
-    Py_DECREF(view);
+    Py_ssize_t size = PyByteArray_GET_SIZE(scratch);
+    if (n < 0) {
+        n = n + size < 0 ? 0 : n + size;
+    }
+    if (n > size) {
+        n = size;
+    }
+    /* Held, so that nothing resizes it under the memoryview. */
+    Py_buffer hold;
+    if (PyObject_GetBuffer(scratch, &hold, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    PyObject *view = PyMemoryView_FromMemory(hold.buf, n, PyBUF_READ);
+    PyObject *r = NULL;
+    if (view != NULL) {
+        PyObject *incoming = Py_NewRef(or_none(self->incoming));
+        r = bio_call(incoming, bio_write, str_write, view);
+        Py_DECREF(incoming);
+        Py_DECREF(view);
+    }
+    PyBuffer_Release(&hold);
     if (r == NULL) {
         return -1;
     }
@@ -1107,6 +1126,25 @@ feed(PyObject *op, const char *ptr, Py_ssize_t n)
     int rc = after_feed(self);
     Py_DECREF(self);
     return rc;
+}
+
+/* The stream transport's C entries (fl_stream_direct_protocol): it
+   receives into the loop's scratch buffer, then feeds what it got. */
+static char *
+direct_get_buffer(PyObject *op, Py_ssize_t *len)
+{
+    PyObject *scratch = scratch_of((FlTLS *)op);
+    if (scratch == NULL) {
+        return NULL;
+    }
+    *len = PyByteArray_GET_SIZE(scratch);
+    return PyByteArray_AS_STRING(scratch);
+}
+
+static int
+direct_buffer_updated(PyObject *op, Py_ssize_t n)
+{
+    return feed((FlTLS *)op, n);
 }
 
 /* Does the stream transport hand this protocol its bytes in C? Only if
@@ -1134,7 +1172,8 @@ accepts(PyObject *protocol)
 
 static const fl_stream_direct_protocol direct_impl = {
     .accepts = accepts,
-    .received = feed,
+    .get_buffer = direct_get_buffer,
+    .buffer_updated = direct_buffer_updated,
 };
 
 /* ---- TLSProtocol's methods ---- */
@@ -1163,30 +1202,10 @@ static PyObject *
 tls_buffer_updated(PyObject *self, PyObject *arg)
 {
     Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
-    if (n == -1 && PyErr_Occurred()) {
+    if ((n == -1 && PyErr_Occurred()) || ssl_init() < 0) {
         return NULL;
     }
-    PyObject *scratch = scratch_of(TLS(self));
-    if (scratch == NULL || ssl_init() < 0) {
-        return NULL;
-    }
-    /* scratch[:n], as slicing has it */
-    Py_ssize_t size = PyByteArray_GET_SIZE(scratch);
-    if (n < 0) {
-        n = n + size < 0 ? 0 : n + size;
-    }
-    if (n > size) {
-        n = size;
-    }
-    Py_buffer hold;
-    if (PyObject_GetBuffer(scratch, &hold, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    Py_INCREF(scratch);
-    int rc = feed(self, hold.buf, n);
-    PyBuffer_Release(&hold);
-    Py_DECREF(scratch);
-    return none_or_null(rc);
+    return none_or_null(feed(TLS(self), n));
 }
 
 static PyObject *
