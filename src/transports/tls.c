@@ -956,8 +956,7 @@ read_buffered(FlTLS *self)
     if (hint == NULL) {
         return -1;
     }
-    PyObject *get_buffer = Py_NewRef(self->app_get_buffer ? self->app_get_buffer
-                                                          : Py_None);
+    PyObject *get_buffer = Py_NewRef(or_none(self->app_get_buffer));
     PyObject *buf = PyObject_CallOneArg(get_buffer, hint);
     Py_DECREF(get_buffer);
     Py_DECREF(hint);
@@ -969,9 +968,9 @@ read_buffered(FlTLS *self)
         Py_DECREF(buf);
         return -1;
     }
-    Py_ssize_t wants = view.len, offset = 0, count = 1;
+    Py_ssize_t wants = view.len, offset = 0;
     int full = 0;
-    count = ssl_read_into(self, buf, wants);
+    Py_ssize_t count = ssl_read_into(self, buf, wants);
     if (count == AGAIN) {
         count = 1;
     }
@@ -997,7 +996,7 @@ read_buffered(FlTLS *self)
             count = ssl_read_at(self, (char *)view.buf + offset, asked);
             if (count == AGAIN) {
                 count = 1;
-                    break;
+                break;
             }
             if (count < 0) {
                 goto error;
@@ -1018,8 +1017,7 @@ read_buffered(FlTLS *self)
         if (n == NULL) {
             return -1;
         }
-        PyObject *updated = Py_NewRef(self->app_buffer_updated
-                                      ? self->app_buffer_updated : Py_None);
+        PyObject *updated = Py_NewRef(or_none(self->app_buffer_updated));
         PyObject *r = PyObject_CallOneArg(updated, n);
         Py_DECREF(updated);
         Py_DECREF(n);
