@@ -35,7 +35,8 @@ class SSLProtocol(_core.TLSProtocol, sslproto.SSLProtocol):
 
     # asyncio's __init__ makes (and zero-fills) a max_size buffer per
     # connection for get_buffer(). The C get_buffer() and reads use one
-    # scratch buffer per loop instead, so the per-connection one is empty.
+    # scratch buffer per loop instead, so the per-connection one is empty;
+    # every method of asyncio's that reads max_size is overridden in C.
     max_size = 0
 
     def _get_app_transport(self):

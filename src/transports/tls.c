@@ -1215,6 +1215,33 @@ tls_do_read(PyObject *self, PyObject *Py_UNUSED(ignored))
     return none_or_null(do_read(TLS(self)));
 }
 
+/* asyncio's _do_read__copied/_do_read__buffered, for whoever calls them
+   (our _do_read does not): so that no Python method of asyncio's reads
+   max_size, which our subclass sets to 0. Errors propagate, as there. */
+static PyObject *
+tls_do_read_copied(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ssl_init() < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    int rc = read_copied(TLS(self));
+    Py_DECREF(self);
+    return none_or_null(rc);
+}
+
+static PyObject *
+tls_do_read_buffered(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ssl_init() < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    int rc = read_buffered(TLS(self));
+    Py_DECREF(self);
+    return none_or_null(rc);
+}
+
 static PyObject *
 tls_do_write(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1437,6 +1464,8 @@ static PyMethodDef tls_methods[] = {
     {"get_buffer", tls_get_buffer, METH_O, NULL},
     {"buffer_updated", tls_buffer_updated, METH_O, NULL},
     {"_do_read", tls_do_read, METH_NOARGS, NULL},
+    {"_do_read__copied", tls_do_read_copied, METH_NOARGS, NULL},
+    {"_do_read__buffered", tls_do_read_buffered, METH_NOARGS, NULL},
     {"_do_write", tls_do_write, METH_NOARGS, NULL},
     {"_process_outgoing", tls_process_outgoing, METH_NOARGS, NULL},
     {"_write_appdata", tls_write_appdata, METH_O, NULL},
