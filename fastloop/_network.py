@@ -3,8 +3,9 @@
 The per-event work lives in C: `_core.StreamTransport` (src/stream.c) moves
 the bytes and `_core.Listener` (src/server.c) accepts connections. What asyncio already
 does well once per connection stays asyncio's own code: address
-resolution, happy eyeballs, socket options, the Server object and TLS
-(asyncio.sslproto.SSLProtocol stacked on our transport, as uvloop does).
+resolution, happy eyeballs, socket options, the Server object, and TLS's
+handshake and shutdown (fastloop._tls: asyncio's sslproto with its
+per-record path in C, stacked on our transport).
 Those methods are taken from asyncio's loops as functions, so every Python
 version keeps its own exact arguments, checks and messages; this module
 gives them the hooks they call (`_make_socket_transport`,
@@ -18,11 +19,11 @@ import functools
 import os
 import sys
 
-from asyncio import (base_events, constants, selector_events, sslproto,
+from asyncio import (base_events, constants, selector_events,
                      trsock, unix_events)
 from asyncio.log import logger
 
-from . import _core
+from . import _core, _tls
 
 _Base = base_events.BaseEventLoop
 _Selector = selector_events.BaseSelectorEventLoop
@@ -76,7 +77,7 @@ class NetworkMixin:
     create_connection = _Base.create_connection
     create_server = _Base.create_server
     connect_accepted_socket = _Base.connect_accepted_socket
-    start_tls = _Base.start_tls
+    start_tls = _tls.uses_our_sslproto(_Base.start_tls)
     _ensure_resolved = _Base._ensure_resolved
     _create_server_getaddrinfo = _Base._create_server_getaddrinfo
     _connect_sock = _Base._connect_sock
@@ -97,7 +98,7 @@ class NetworkMixin:
                             extra=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             context=None, **kwargs):
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _tls.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout, **kwargs)
         _new_transport(context, self, rawsock, ssl_protocol, None, extra,

@@ -9,6 +9,7 @@
 #include "transports/sock.h"
 #include "transports/transport.h"
 #include "transports/stream.h"
+#include "transports/tls.h"
 #include "transports/server.h"
 #include "transports/udp.h"
 #include "transports/process.h"
@@ -155,6 +156,7 @@ module_exec(PyObject *module)
             || fl_sock_module_init(module) < 0
             || fl_transport_module_init() < 0
             || fl_stream_module_init(module) < 0
+            || fl_tls_module_init(module) < 0
             || fl_server_module_init(module) < 0
             || fl_udp_module_init(module) < 0
             || fl_process_module_init(module) < 0) {

@@ -507,6 +507,52 @@ def server_variants():
     variant("closed", lambda: (lambda s: (s.close(), spin(), s)[2])(server()))
     variant("__new__", lambda: type(server()).__new__(type(server())))
 
+def tls_connection():
+    """A live TLS connection of the helper loop: the client's app transport."""
+    from test.test_asyncio import utils as tu
+    srv = helper.run_until_complete(helper.create_server(
+        asyncio.Protocol, "127.0.0.1", 0, ssl=tu.simple_server_sslcontext()))
+    keep.append(srv)
+    port = srv.sockets[0].getsockname()[1]
+    tr, _ = helper.run_until_complete(helper.create_connection(
+        asyncio.Protocol, "127.0.0.1", port, ssl=tu.simple_client_sslcontext(),
+        server_hostname=""))
+    keep.append(tr)
+    return tr
+
+def tls_ended(how):
+    tr = tls_connection()
+    getattr(tr, how)()
+    spin(n=10)
+    return tr
+
+def tls_protocol_variants():
+    from test.test_asyncio import utils as tu
+    from fastloop import _tls
+    TP, SP = _core.TLSProtocol, _tls.SSLProtocol
+    variant("__new__", lambda: TP.__new__(TP))
+    variant("SSLProtocol.__new__", lambda: SP.__new__(SP))
+    variant("SSLProtocol() never connected", lambda: SP(
+        helper, asyncio.Protocol(), tu.simple_client_sslcontext(), None,
+        server_hostname=""))
+    variant("SSLProtocol() buffered, never connected", lambda: SP(
+        helper, asyncio.BufferedProtocol(), tu.simple_client_sslcontext(),
+        None, server_hostname=""))
+    variant("of a connection", lambda: tls_connection()._ssl_protocol)
+    variant("closed", lambda: tls_ended("close")._ssl_protocol)
+    variant("aborted", lambda: tls_ended("abort")._ssl_protocol)
+
+def tls_transport_variants():
+    from fastloop import _tls
+    TT, ST = _core.TLSTransport, _tls.SSLTransport
+    variant("__new__", lambda: TT.__new__(TT))
+    variant("SSLTransport.__new__", lambda: ST.__new__(ST))
+    variant("of a connection", tls_connection)
+    variant("reinit", lambda: reinit_all(tls_connection(), [
+        ((helper, None), {}), ((1,), {})]))
+    variant("closed", lambda: tls_ended("close"))
+    variant("aborted", lambda: tls_ended("abort"))
+
 VARIANTS = {
     "Future": future_variants, "Task": task_variants, "FutureIter": iter_variants,
     "Handle": handle_variants, "TimerHandle": timer_variants,
@@ -514,7 +560,8 @@ VARIANTS = {
     "StreamTransport": stream_variants, "ReadPipeTransport": read_pipe_variants,
     "DatagramTransport": datagram_variants, "Listener": listener_variants,
     "ChildWatcher": child_watcher_variants, "SockOperation": sock_op_variants,
-    "Server": server_variants,
+    "Server": server_variants, "TLSProtocol": tls_protocol_variants,
+    "TLSTransport": tls_transport_variants,
 }
 VARIANTS[TYPE]()
 current[:] = [TYPE, "end"]
@@ -540,7 +587,7 @@ print("DONE", flush=True)
 TYPES = ["Loop", "LoopCore", "Handle", "TimerHandle", "Future", "Task",
          "FutureIter", "StreamTransport", "ReadPipeTransport",
          "DatagramTransport", "Listener", "ChildWatcher", "SockOperation",
-         "Server"]
+         "Server", "TLSProtocol", "TLSTransport"]
 if sys.version_info >= (3, 14):
     TYPES.append("_ThreadSafeHandle")     # call_soon_threadsafe()'s, 3.14+
 

@@ -6,11 +6,13 @@ import asyncio
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from fl_support import Recorder, run
+from fl_support import Recorder, describe, run, subprocess_env
 from tls_support import (client_ctx, open_fds, payload, server_ctx,
                          signed_server_ctx, verifying_client_ctx)
 
@@ -270,3 +272,40 @@ def test_sendfile_over_tls_slow_reader(loop, bigfile):
 
     assert run(loop, main(), timeout=28) == (
         len(data), len(data), hashlib.sha256(data).hexdigest())
+
+
+NO_SSL = '''
+import sys
+sys.modules["ssl"] = None       # as on a Python built without ssl
+sys.modules["_ssl"] = None
+import asyncio, os
+if os.environ["FL_TEST_IMPL"] == "fastloop":
+    import fastloop             # must import without ssl
+    loop = fastloop.new_event_loop()
+else:
+    loop = asyncio.new_event_loop()
+
+async def main():
+    srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    try:
+        await loop.start_tls(tr, asyncio.Protocol(), object())
+    except Exception as e:
+        print(type(e).__name__, e)
+    tr.close()
+    srv.close()
+    await srv.wait_closed()
+
+loop.run_until_complete(main())
+loop.close()
+'''
+
+
+def test_start_tls_without_ssl_module(impl):
+    """With no ssl module, start_tls() raises RuntimeError as asyncio's
+    does, and importing fastloop does not need ssl."""
+    proc = subprocess.run([sys.executable, "-c", NO_SSL], capture_output=True,
+                          text=True, timeout=30, env=subprocess_env(impl))
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == "RuntimeError Python ssl module is not available\n"

@@ -171,6 +171,39 @@ class RawPeer:
         return self.result
 
 
+async def tls_pair(loop, server_proto=None, client_proto=None, *,
+                   sctx=None, cctx=None, hostname="", **client_kw):
+    """A TLS server on the loop and a client connected to it.
+
+    Returns (server protocol, client protocol, server); the protocols are
+    Recorders unless factories are given."""
+    srv_protos = []
+
+    def make_server_proto():
+        p = (server_proto or (lambda: Recorder(loop)))()
+        srv_protos.append(p)
+        return p
+
+    server = await loop.create_server(make_server_proto, "127.0.0.1", 0,
+                                      ssl=sctx or server_ctx())
+    addr = server.sockets[0].getsockname()
+    _, cli = await loop.create_connection(
+        client_proto or (lambda: Recorder(loop)), *addr,
+        ssl=cctx or client_ctx(), server_hostname=hostname, **client_kw)
+    while not srv_protos or srv_protos[0].transport is None:
+        await asyncio.sleep(0.001)
+    return srv_protos[0], cli, server
+
+
+async def close_all(server, *protos):
+    for p in protos:
+        p.transport.close()
+    for p in protos:
+        await asyncio.wait_for(p.lost, 10)
+    server.close()
+    await server.wait_closed()
+
+
 def buffered_recorder(loop, echo=False, size=1000, view=True):
     """A Recorder that is a BufferedProtocol with a small buffer."""
     return BufferedRecorder(loop, echo, size, view)

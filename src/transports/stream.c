@@ -68,6 +68,7 @@ typedef struct {
     char pipe_sized;            /* pipe: grow_pipe_for_bulk() already ran */
     char direct_reads;          /* the last read was big: see read_into_bytes() */
     char buffered;              /* the protocol is a BufferedProtocol */
+    char direct;                /* ... that takes its bytes in C (TLS) */
     char eof, made, lost;
 } FlStream;
 
@@ -77,6 +78,7 @@ static Py_ssize_t stream_offset;
 static PyTypeObject *stream_type;
 static PyTypeObject *read_pipe_type;   /* see read_pipe_spec */
 static PyObject *buffered_protocol_type;
+static const fl_stream_direct_protocol *direct_protocol;   /* tls.c's */
 static PyObject *transport_socket_type;
 
 static PyObject *str_data_received, *str_get_buffer, *str_buffer_updated,
@@ -684,12 +686,51 @@ do_read_watch_failed(PyObject *self, PyObject *Py_UNUSED(arg))
     return watch_failed(self, read_error_message(ST(self)));
 }
 
+/* A BufferedProtocol that takes its bytes in C (fl_stream_direct_protocol):
+   read_buffered() without the two Python calls, get_buffer() and
+   buffer_updated(); errors are reported as theirs would be. */
+static int
+read_direct(PyObject *self)
+{
+    FlStream *s = ST(self);
+    PyObject *protocol = Py_NewRef(s->tr.protocol);
+    Py_ssize_t len;
+    int rc = 0;
+    char *buf = direct_protocol->get_buffer(protocol, &len);
+    if (buf == NULL) {
+        rc = read_failed(self, "Fatal error: protocol.get_buffer() call failed.");
+        goto done;
+    }
+    ssize_t n = io_read(s, buf, (size_t)len);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            PyObject *exc = errno_exception(errno);
+            rc = fatal_error(self, exc, read_error_message(s));
+            Py_DECREF(exc);
+        }
+        goto done;
+    }
+    if (n == 0) {
+        rc = on_eof(self);
+        goto done;
+    }
+    if (direct_protocol->buffer_updated(protocol, n) < 0) {
+        rc = protocol_failed(self, "Fatal error: protocol.buffer_updated() call failed.");
+    }
+done:
+    Py_DECREF(protocol);
+    return rc;
+}
+
 static int
 do_read(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     FlStream *s = ST(self);
     if (s->tr.conn_lost || s->tr.protocol == NULL) {
         return 0;
+    }
+    if (s->direct) {
+        return read_direct(self);
     }
     return s->buffered ? read_buffered(self) : read_data(self);
 }
@@ -844,7 +885,13 @@ set_protocol(PyObject *self, PyObject *protocol)
     if (buffered < 0) {
         return -1;
     }
+    int direct = buffered && direct_protocol != NULL
+        ? direct_protocol->accepts(protocol) : 0;
+    if (direct < 0) {
+        return -1;
+    }
     s->buffered = (char)buffered;
+    s->direct = (char)direct;
     Py_XSETREF(s->tr.protocol, Py_NewRef(protocol));
     return 0;
 }
@@ -1021,6 +1068,28 @@ fl_stream_new_socket(FlLoop *loop, PyObject *sock, PyObject *protocol,
 {
     return stream_create(loop, sock, protocol, NULL, extra, server, context,
                          KIND_SOCKET);
+}
+
+/* ---- what the layers above use ---- */
+
+static PyObject *stream_write(PyObject *self, PyObject *data);
+
+void
+fl_stream_register_direct(const fl_stream_direct_protocol *impl)
+{
+    direct_protocol = impl;
+}
+
+int
+fl_stream_check_exact(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, stream_type);
+}
+
+PyObject *
+fl_stream_write(PyObject *self, PyObject *data)
+{
+    return stream_write(self, data);
 }
 
 /* ---- Python-visible methods ---- */
