@@ -1215,55 +1215,72 @@ tls_do_read(PyObject *self, PyObject *Py_UNUSED(ignored))
     return none_or_null(do_read(TLS(self)));
 }
 
+/* A method that is one step of the C path: the ssl module's entry points
+   loaded first, and the protocol kept alive across the step (the app's
+   callbacks may drop every other reference to it). */
+static PyObject *
+run_step(PyObject *self, int (*step)(FlTLS *))
+{
+    if (ssl_init() < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);
+    int rc = step(TLS(self));
+    Py_DECREF(self);
+    return none_or_null(rc);
+}
+
 /* asyncio's _do_read__copied/_do_read__buffered, for whoever calls them
    (our _do_read does not): so that no Python method of asyncio's reads
    max_size, which our subclass sets to 0. Errors propagate, as there. */
 static PyObject *
 tls_do_read_copied(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = read_copied(TLS(self));
-    Py_DECREF(self);
-    return none_or_null(rc);
+    return run_step(self, read_copied);
 }
 
 static PyObject *
 tls_do_read_buffered(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = read_buffered(TLS(self));
-    Py_DECREF(self);
-    return none_or_null(rc);
+    return run_step(self, read_buffered);
 }
 
 static PyObject *
 tls_do_write(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = do_write(TLS(self));
-    Py_DECREF(self);
-    return none_or_null(rc);
+    return run_step(self, do_write);
 }
 
 static PyObject *
 tls_process_outgoing(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = process_outgoing(TLS(self));
-    Py_DECREF(self);
-    return none_or_null(rc);
+    return run_step(self, process_outgoing);
+}
+
+/* The water-mark checks as asyncio's methods make them, with the pending
+   sizes read afresh (-1). */
+static int
+control_app_writing_now(FlTLS *self)
+{
+    return control_app_writing(self, -1);
+}
+
+static int
+control_ssl_reading_now(FlTLS *self)
+{
+    return control_ssl_reading(self, -1);
+}
+
+static PyObject *
+tls_control_app_writing(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return run_step(self, control_app_writing_now);
+}
+
+static PyObject *
+tls_control_ssl_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return run_step(self, control_ssl_reading_now);
 }
 
 static PyObject *
@@ -1274,30 +1291,6 @@ tls_write_appdata(PyObject *self, PyObject *list_of_data)
     }
     Py_INCREF(self);
     int rc = write_appdata(TLS(self), list_of_data);
-    Py_DECREF(self);
-    return none_or_null(rc);
-}
-
-static PyObject *
-tls_control_app_writing(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = control_app_writing(TLS(self), -1);
-    Py_DECREF(self);
-    return none_or_null(rc);
-}
-
-static PyObject *
-tls_control_ssl_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    if (ssl_init() < 0) {
-        return NULL;
-    }
-    Py_INCREF(self);
-    int rc = control_ssl_reading(TLS(self), -1);
     Py_DECREF(self);
     return none_or_null(rc);
 }
