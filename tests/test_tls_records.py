@@ -90,6 +90,25 @@ def _pieces(sizes, seed):
     return [payload(n, b"%s-%d" % (seed, i)) for i, n in enumerate(sizes)]
 
 
+def _received_from_raw_peer(loop, kind, pieces, segment):
+    """The plaintext a client of `kind` receives from a RawPeer that sends
+    `pieces` as records, in segments of `segment` bytes (None: at once)."""
+    body_size = sum(map(len, pieces))
+
+    async def main():
+        peer = RawPeer(_send_records(pieces, segment))
+        _, cli = await loop.create_connection(
+            lambda: KINDS[kind](loop), *peer.addr, ssl=client_ctx(),
+            server_hostname="")
+        await wait_for_bytes(loop, cli, body_size)
+        got = bytes(cli.data)
+        cli.transport.abort()
+        await loop.run_in_executor(None, peer.join)
+        return got
+
+    return run(loop, main(), timeout=30)
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("segment", [1, 7, 5000, None],
                          ids=["byte-by-byte", "7-bytes", "5000-bytes", "one-send"])
@@ -103,18 +122,7 @@ def test_records_cut_anywhere(loop, kind, segment):
     pieces = _pieces(sizes, b"cut")
     body = b"".join(pieces)
 
-    async def main():
-        peer = RawPeer(_send_records(pieces, segment))
-        _, cli = await loop.create_connection(
-            lambda: KINDS[kind](loop), *peer.addr, ssl=client_ctx(),
-            server_hostname="")
-        await wait_for_bytes(loop, cli, len(body))
-        got = bytes(cli.data)
-        cli.transport.abort()
-        await loop.run_in_executor(None, peer.join)
-        return got
-
-    assert run(loop, main(), timeout=30) == body
+    assert _received_from_raw_peer(loop, kind, pieces, segment) == body
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -124,18 +132,7 @@ def test_hundreds_of_records_in_one_read(loop, kind):
     pieces = _pieces([1 + (i * 37) % 700 for i in range(500)], b"many")
     body = b"".join(pieces)
 
-    async def main():
-        peer = RawPeer(_send_records(pieces, None))
-        _, cli = await loop.create_connection(
-            lambda: KINDS[kind](loop), *peer.addr, ssl=client_ctx(),
-            server_hostname="")
-        await wait_for_bytes(loop, cli, len(body))
-        got = bytes(cli.data)
-        cli.transport.abort()
-        await loop.run_in_executor(None, peer.join)
-        return got
-
-    assert run(loop, main(), timeout=30) == body
+    assert _received_from_raw_peer(loop, kind, pieces, None) == body
 
 
 class PausingBuffered(BufferedRecorder):
