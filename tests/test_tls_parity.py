@@ -12,9 +12,10 @@ import ssl
 import pytest
 
 from fl_support import Recorder, run
-from tls_support import (PEER_TIMEOUT, BioConn, RawPeer, buffered_recorder,
-                         client_ctx, close_all, payload, server_ctx,
-                         signed_server_ctx, tls_pair, verifying_client_ctx)
+from tls_support import (PEER_TIMEOUT, BioConn, PausesAfterEachDelivery, RawPeer,
+                         buffered_recorder, client_ctx, close_all, payload,
+                         server_ctx, signed_server_ctx, tls_pair,
+                         verifying_client_ctx)
 
 
 # ---- handshake and shutdown, each with its timeout ----
@@ -366,33 +367,8 @@ def test_pause_resume_writing_with_a_peer_that_does_not_read(loop):
     assert got == sent
 
 
-class SlowReader(Recorder):
-    """Pauses reading after each delivery and resumes 20 ms later, while
-    recording whether anything arrived while paused."""
-
-    def __init__(self, loop):
-        super().__init__(loop)
-        self.paused = False
-        self.delivered_while_paused = 0
-        self.pauses = 0
-
-    def data_received(self, data):
-        if self.paused:
-            self.delivered_while_paused += 1
-        super().data_received(data)
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self.transport.pause_reading()
-            assert not self.transport.is_reading()
-            self.loop.call_later(0.02, self.resume)
-
-    def resume(self):
-        if self.transport.is_closing():
-            return
-        self.paused = False
-        self.transport.resume_reading()
-        assert self.transport.is_reading()
+class SlowReader(PausesAfterEachDelivery, Recorder):
+    """Pauses reading after each delivery and resumes 20 ms later."""
 
 
 def test_pause_reading_stops_delivery(loop):

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from fl_support import Recorder, run
-from tls_support import (BioConn, BufferedRecorder, RawPeer, client_ctx,
-                         close_all, open_fds, payload, reset_close, server_ctx,
-                         tls_pair)
+from tls_support import (BioConn, BufferedRecorder, PausesAfterEachDelivery,
+                         RawPeer, client_ctx, close_all, open_fds, payload,
+                         reset_close, server_ctx, tls_pair)
 
 # Plaintext per TLS record at most (RFC 8446, 5.1): SSLObject.write()
 # cuts a larger write into records of this size.
@@ -135,30 +135,11 @@ def test_hundreds_of_records_in_one_read(loop, kind):
     assert _received_from_raw_peer(loop, kind, pieces, None) == body
 
 
-class PausingBuffered(BufferedRecorder):
+class PausingBuffered(PausesAfterEachDelivery, BufferedRecorder):
     """A BufferedProtocol that pauses reading after each buffer_updated()
-    and resumes 5 ms later, counting deliveries while paused."""
+    and resumes 5 ms later."""
 
-    def __init__(self, loop, size):
-        super().__init__(loop, size=size)
-        self.paused = False
-        self.pauses = 0
-        self.delivered_while_paused = 0
-
-    def buffer_updated(self, nbytes):
-        if self.paused:
-            self.delivered_while_paused += 1
-        super().buffer_updated(nbytes)
-        if not self.paused:
-            self.paused = True
-            self.pauses += 1
-            self.transport.pause_reading()
-            self.loop.call_later(0.005, self.resume)
-
-    def resume(self):
-        if not self.transport.is_closing():
-            self.paused = False
-            self.transport.resume_reading()
+    resume_after = 0.005
 
 
 @pytest.mark.parametrize("size", [1000, 64 * 1024])

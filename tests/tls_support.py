@@ -236,3 +236,32 @@ def open_fds(loop):
     loop.run_until_complete(asyncio.sleep(0))
     gc.collect()
     return len(os.listdir("/proc/self/fd"))
+
+
+class PausesAfterEachDelivery:
+    """Mixed into a Recorder kind: pauses reading after each delivery and
+    resumes `resume_after` seconds later, counting the pauses and any
+    delivery that arrives while paused."""
+
+    resume_after = 0.02
+    paused = False
+    pauses = 0
+    delivered_while_paused = 0
+
+    def _got(self, data):
+        if self.paused:
+            self.delivered_while_paused += 1
+        super()._got(data)
+        if not self.paused:
+            self.paused = True
+            self.pauses += 1
+            self.transport.pause_reading()
+            assert not self.transport.is_reading()
+            self.loop.call_later(self.resume_after, self.resume)
+
+    def resume(self):
+        if self.transport.is_closing():
+            return
+        self.paused = False
+        self.transport.resume_reading()
+        assert self.transport.is_reading()
