@@ -98,19 +98,25 @@ def test_writelines_not_iterable(loop):
     assert run(loop, main()) == b"ok"
 
 
-def test_writelines_of_text_is_a_fatal_error(loop, errors):
-    """writelines() does not check its items: asyncio's sslproto queues a
-    str, fails to encrypt it, and ends the connection with that TypeError
-    (reported as 'Fatal error on SSL protocol'); so does fastloop."""
+def _connection_lost_after(loop, misuse):
+    """The exception the client's connection_lost() gets after
+    misuse(its TLS transport) on a fresh connection."""
     async def main():
         srv, cli, server = await tls_pair(loop)
-        cli.transport.writelines(["text"])
+        misuse(cli.transport)
         exc = await asyncio.wait_for(cli.lost, 5)
         server.close()
         await server.wait_closed()
         return exc
 
-    exc = run(loop, main())
+    return run(loop, main())
+
+
+def test_writelines_of_text_is_a_fatal_error(loop, errors):
+    """writelines() does not check its items: asyncio's sslproto queues a
+    str, fails to encrypt it, and ends the connection with that TypeError
+    (reported as 'Fatal error on SSL protocol'); so does fastloop."""
+    exc = _connection_lost_after(loop, lambda tr: tr.writelines(["text"]))
     assert isinstance(exc, TypeError)
     assert [e["message"] for e in errors] == ["Fatal error on SSL protocol"]
     assert errors[0]["exception"] is exc
@@ -297,16 +303,11 @@ def test_writelines_item_without_len(loop, errors):
     TypeError of len() propagates and the item stays queued; the next
     write() then fails to encrypt it and ends the connection with a fatal
     error. fastloop keeps that order."""
-    async def main():
-        srv, cli, server = await tls_pair(loop)
+    def misuse(tr):
         with pytest.raises(TypeError):
-            cli.transport.writelines([1])
-        cli.transport.write(b"next")
-        exc = await asyncio.wait_for(cli.lost, 5)
-        server.close()
-        await server.wait_closed()
-        return exc
+            tr.writelines([1])
+        tr.write(b"next")
 
-    exc = run(loop, main())
+    exc = _connection_lost_after(loop, misuse)
     assert isinstance(exc, TypeError)
     assert [e["message"] for e in errors] == ["Fatal error on SSL protocol"]
